@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "overlay_switch",
+      "sources": [
+        "native/addon.cc",
+        "native/switch.cc",
+        "native/tap.cc",
+        "native/underlay.cc",
+        "native/segment.cc",
+        "native/coalesce.cc",
+        "native/tables.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-fno-exceptions"],
+      "conditions": [
+        ["OS!='linux'", { "sources!": ["native/tap.cc"] }]
+      ]
+    }
+  ]
+}

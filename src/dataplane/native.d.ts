@@ -1,0 +1,115 @@
+/**
+ * Raw signatures of the C++ addon (build/Release/overlay_switch.node), declared once.
+ * Nothing outside src/dataplane imports this file: use the typed `Switch` in ./switch.ts,
+ * which validates every argument before it reaches native code.
+ */
+
+export interface NativeSwitchOptions {
+  /** Underlay IPv4 address the VXLAN socket binds to, dotted quad. */
+  underlayIp: string;
+  /** UDP port for VXLAN, sent and received (RFC 7348 section 5: 4789). */
+  port: number;
+  /** Path of a network namespace (e.g. /var/run/netns/x) to open the underlay sockets in, or "". */
+  netns: string;
+  /** Packet threads; each owns one queue of every multi-queue TAP and one receive socket. */
+  workers: number;
+  /** Ask the kernel for TAP super-frames (IFF_VNET_HDR + TUNSETOFFLOAD TSO4). */
+  offloads: boolean;
+  /** Underlay MTU; non-GSO inner frames above it minus 50 are dropped as oversize. */
+  underlayMtu: number;
+}
+
+export interface NativePortSpec {
+  /** Interface name inside the namespace (IFNAMSIZ-1 = 15 bytes at most). */
+  name: string;
+  /** Network namespace path the TAP lives in, or "" for the switch's own. */
+  netns: string;
+  vni: number;
+  mac: string;
+  ipv4: string;
+  /** "pod": frames must carry the port's MAC and IPv4 source; "host": only the MAC is checked. */
+  kind: "pod" | "host";
+  /** TUNSETPERSIST: the device outlives the process, and a later addPort with its name re-attaches. */
+  persistent: boolean;
+  mtu: number;
+  /** Upper bandwidth limit for frames the port sends, bits per second; 0 = none. */
+  rateBitsPerSec: number;
+}
+
+export interface NativeRemote {
+  vni: number;
+  mac: string;
+  ipv4: string;
+  /** Underlay IPv4 address of the peer VTEP the endpoint lives behind. */
+  vtep: string;
+}
+
+export interface NativePeer {
+  ip: string;
+  /**
+   * True when the peer always sends a non-zero outer UDP checksum (this switch does), so the
+   * kernel has verified the whole VXLAN payload and received TCP segments may be coalesced.
+   * False for e.g. a Linux vxlan device (IPv4 default: checksum 0): frames are delivered one by
+   * one and the receiving kernel verifies the inner checksums itself.
+   */
+  checksummed: boolean;
+}
+
+export interface NativePortCounters {
+  id: number;
+  name: string;
+  vni: number;
+  /** Frames/bytes the switch took in from the port (what the pod sent), counted as wire segments. */
+  inPackets: number;
+  inBytes: number;
+  /** Frames/bytes the switch delivered to the port. */
+  outPackets: number;
+  outBytes: number;
+}
+
+export interface NativeCounters {
+  ports: NativePortCounters[];
+  /** Drops by reason; every reason is present, zero or not. See DROP_REASONS in ./switch.ts. */
+  drops: Record<string, number>;
+  underlay: {
+    rxDatagrams: number;
+    rxBytes: number;
+    txDatagrams: number;
+    txBytes: number;
+    /** sendmsg/sendmmsg entries; with UDP GSO one entry carries many datagrams. */
+    txSends: number;
+    /** TAP writes that carried more than one coalesced TCP segment. */
+    coalescedWrites: number;
+  };
+}
+
+export interface NativeFeatures {
+  vnetHdr: boolean;
+  tso: boolean;
+  udpGso: boolean;
+  udpGro: boolean;
+  multiQueue: boolean;
+  workers: number;
+}
+
+export declare class NativeSwitch {
+  constructor(options: NativeSwitchOptions);
+  addPort(spec: NativePortSpec): number;
+  removePort(id: number, destroy: boolean): void;
+  setPortVni(id: number, vni: number): void;
+  setPortRate(id: number, rateBitsPerSec: number): void;
+  setGlobalVnis(vnis: number[]): void;
+  setPeers(peers: NativePeer[]): void;
+  /** Adds or replaces `add` (by MAC) and removes the MACs in `remove`, as one table version. */
+  updateRemotes(add: NativeRemote[], remove: string[]): void;
+  /** Replaces every remote endpoint with `all`, as one table version. */
+  replaceRemotes(all: NativeRemote[]): void;
+  counters(): NativeCounters;
+  features(): NativeFeatures;
+  close(): void;
+}
+
+export interface NativeBinding {
+  Switch: typeof NativeSwitch;
+  dropReasons(): string[];
+}
