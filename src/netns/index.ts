@@ -1,0 +1,7 @@
+/**
+ * Test worlds in network namespaces: used by the integration tests, the benchmarks and the demo.
+ */
+export * from "./exec.js";
+export * from "./world.js";
+export * from "./measure.js";
+export * from "./topology.js";
