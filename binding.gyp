@@ -5,9 +5,10 @@
       "sources": [
         "native/addon.cc",
         "native/switch.cc",
+        "native/worker.cc",
+        "native/encap.cc",
         "native/tap.cc",
         "native/underlay.cc",
-        "native/segment.cc",
         "native/coalesce.cc",
         "native/tables.cc"
       ],

@@ -67,7 +67,8 @@ function checkVni(vni: number, what = "vni"): void {
 }
 
 function checkIPv4(ip: string, what: string): void {
-  if (typeof ip !== "string" || !isIPv4(ip)) throw new TypeError(`${what} must be an IPv4 address, got ${String(ip)}`);
+  if (typeof ip !== "string" || !isIPv4(ip))
+    throw new TypeError(`${what} must be an IPv4 address, got ${String(ip)}`);
 }
 
 function checkUnicastMac(mac: string, what = "mac"): void {
@@ -91,7 +92,8 @@ export class Switch {
   constructor(options: SwitchOptions) {
     checkIPv4(options.underlayIp, "underlayIp");
     const port = options.port ?? VXLAN_PORT;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port out of range: ${port}`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new RangeError(`port out of range: ${port}`);
     const workers = options.workers ?? 2;
     if (!Number.isInteger(workers) || workers < 1 || workers > 16) {
       throw new RangeError(`workers must be 1..16, got ${workers}`);
@@ -126,7 +128,9 @@ export class Switch {
     checkIPv4(p.ipv4, "ipv4");
     const mtu = p.mtu ?? this.underlayMtu - VXLAN_OVERHEAD;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > this.underlayMtu - VXLAN_OVERHEAD) {
-      throw new RangeError(`mtu must be 576..${this.underlayMtu - VXLAN_OVERHEAD} (underlay MTU - 50), got ${mtu}`);
+      throw new RangeError(
+        `mtu must be 576..${this.underlayMtu - VXLAN_OVERHEAD} (underlay MTU - 50), got ${mtu}`,
+      );
     }
     const rate = p.rateBitsPerSec ?? 0;
     if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rateBitsPerSec must be >= 0, got ${rate}`);
@@ -155,7 +159,8 @@ export class Switch {
   }
 
   setPortRate(id: number, rateBitsPerSec: number): void {
-    if (!Number.isFinite(rateBitsPerSec) || rateBitsPerSec < 0) throw new RangeError("rateBitsPerSec must be >= 0");
+    if (!Number.isFinite(rateBitsPerSec) || rateBitsPerSec < 0)
+      throw new RangeError("rateBitsPerSec must be >= 0");
     this.n.setPortRate(id, Math.floor(rateBitsPerSec));
   }
 

@@ -1,0 +1,225 @@
+#include "encap.h"
+
+#include <netinet/udp.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "checksum.h"
+
+namespace overlay {
+namespace {
+
+// The IPv4 datagram limit less the outer IPv4 and UDP headers: a GSO send's whole payload.
+constexpr size_t kMaxUdpPayload = 65535 - 20 - 8;
+
+// Finishes a checksum the sender left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM): the field holds
+// the pseudo-header sum, and the sum from csum_start to the end completes it.
+bool FinishChecksum(const VnetHdr& h, uint8_t* frame, size_t len) {
+  size_t start = h.csum_start, field = size_t{h.csum_start} + h.csum_offset;
+  if (start >= len || field + 2 > len) return false;
+  uint16_t sum = Checksum(frame + start, len - start);
+  // UDP sends a computed zero as all ones: zero means "no checksum" (RFC 768).
+  if (sum == 0 && h.csum_offset == 6) sum = 0xffff;
+  std::memcpy(frame + field, &sum, 2);
+  return true;
+}
+
+}  // namespace
+
+uint32_t FlowHash(const uint8_t* frame, size_t len) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL;
+  auto mix = [&](uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+  const auto* eth = reinterpret_cast<const EthHdr*>(frame);
+  if (len >= sizeof(EthHdr) + sizeof(Ipv4Hdr) && ntohs(eth->type) == kEtherTypeIpv4) {
+    const auto* ip = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
+    mix(ip->saddr);
+    mix(ip->daddr);
+    mix(ip->protocol);
+    size_t l4 = sizeof(EthHdr) + (ip->ver_ihl & 0xf) * 4u;
+    bool first_fragment = (ntohs(ip->frag_off) & kIpOffsetMask) == 0;
+    if ((ip->protocol == kIpProtoTcp || ip->protocol == kIpProtoUdp) && first_fragment &&
+        l4 + 4 <= len) {
+      uint32_t ports;
+      std::memcpy(&ports, frame + l4, 4);
+      mix(ports);
+    }
+  } else if (len >= sizeof(EthHdr)) {
+    mix(LoadMac(eth->dst));
+    mix(LoadMac(eth->src));
+  }
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 32;
+  return static_cast<uint32_t>(h);
+}
+
+Encapsulator::Encapsulator(const std::vector<int>& sockets, bool gso, uint16_t port,
+                           WorkerCounters& counters)
+    : sockets_(sockets), gso_(gso), port_(port), c_(counters), arena_(new uint8_t[kArenaSize]) {}
+
+// Room for one message of `bytes`; flushes first when the arena or the message list is full.
+uint8_t* Encapsulator::Reserve(size_t bytes) {
+  if (used_ + bytes > kArenaSize || nmsgs_ == kMaxMsgs) Flush();
+  return arena_.get() + used_;
+}
+
+// Records the message just written at the arena's end (always after a Reserve).
+void Encapsulator::Push(size_t offset, size_t len, uint16_t seg_size, uint16_t segs, uint32_t vtep,
+                        uint8_t sock) {
+  msgs_[nmsgs_++] = Msg{offset, len, seg_size, segs, vtep, sock};
+}
+
+void Encapsulator::EncapPlain(const uint8_t* frame, size_t len, uint32_t vni, uint32_t vtep) {
+  uint8_t sock = static_cast<uint8_t>(FlowHash(frame, len) % sockets_.size());
+  uint8_t* out = Reserve(sizeof(VxlanHdr) + len);
+  SetVxlan(reinterpret_cast<VxlanHdr*>(out), vni);
+  std::memcpy(out + sizeof(VxlanHdr), frame, len);
+  size_t off = used_;
+  used_ += sizeof(VxlanHdr) + len;
+  Push(off, sizeof(VxlanHdr) + len, 0, 1, vtep, sock);
+}
+
+Drop Encapsulator::Encap(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni,
+                         uint32_t vtep) {
+  uint8_t sock = static_cast<uint8_t>(FlowHash(frame, len) % sockets_.size());
+  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) return Segment(h, frame, len, vni, vtep, sock);
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !FinishChecksum(h, frame, len))
+    return Drop::kBadVnetHdr;
+  EncapPlain(frame, len, vni, vtep);
+  return Drop::kCount;
+}
+
+// Cuts a TCP/IPv4 super-frame into segments of gso_size payload bytes, as the kernel's TSO
+// would: every segment gets the headers with its own length, IP ID, sequence number and full
+// checksums; FIN and PSH stay on the last segment only, CWR on the first only.
+Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni,
+                           uint32_t vtep, uint8_t sock) {
+  if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4) return Drop::kBadVnetHdr;
+  if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(TcpHdr)) return Drop::kFrameShort;
+  const auto* ip0 = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
+  size_t ihl = (ip0->ver_ihl & 0xf) * 4u;
+  if (ip0->protocol != kIpProtoTcp || ihl < 20) return Drop::kBadVnetHdr;
+  size_t l4 = sizeof(EthHdr) + ihl;
+  if (l4 + sizeof(TcpHdr) > len) return Drop::kFrameShort;
+  const auto* tcp0 = reinterpret_cast<const TcpHdr*>(frame + l4);
+  size_t thl = (tcp0->doff_res >> 4) * 4u;
+  size_t hlen = l4 + thl;
+  if (thl < 20 || hlen > len) return Drop::kFrameShort;
+  size_t payload = len - hlen;
+  size_t mss = h.gso_size;
+  if (mss == 0) return Drop::kBadVnetHdr;
+  if (payload <= mss) {
+    // Nothing to cut: finish the checksum and send it whole.
+    VnetHdr plain = h;
+    plain.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+    if (!(plain.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
+      plain.flags |= VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      plain.csum_start = static_cast<uint16_t>(l4);
+      plain.csum_offset = 16;
+    }
+    return Encap(plain, frame, len, vni, vtep);
+  }
+
+  const size_t seg_wire = sizeof(VxlanHdr) + hlen + mss;  // UDP payload of a full segment
+  const size_t nseg = (payload + mss - 1) / mss;
+  size_t per_send = gso_ ? std::min(kMaxSegsPerSend, kMaxUdpPayload / seg_wire) : 1;
+  if (per_send == 0) per_send = 1;
+
+  const uint16_t id0 = ntohs(ip0->id);
+  const uint32_t seq0 = ntohl(tcp0->seq);
+  const uint8_t flags0 = tcp0->flags;
+
+  size_t done = 0;  // payload bytes emitted
+  for (size_t first = 0; first < nseg; first += per_send) {
+    size_t count = std::min(per_send, nseg - first);
+    uint8_t* out = Reserve(count * seg_wire);
+    size_t msg_off = used_;
+    size_t msg_len = 0;
+    for (size_t k = 0; k < count; ++k) {
+      size_t i = first + k;
+      size_t seg = std::min(mss, payload - done);
+      SetVxlan(reinterpret_cast<VxlanHdr*>(out), vni);
+      uint8_t* f = out + sizeof(VxlanHdr);
+      std::memcpy(f, frame, hlen);
+      std::memcpy(f + hlen, frame + hlen + done, seg);
+      auto* ip = reinterpret_cast<Ipv4Hdr*>(f + sizeof(EthHdr));
+      auto* tcp = reinterpret_cast<TcpHdr*>(f + l4);
+      ip->tot_len = htons(static_cast<uint16_t>(ihl + thl + seg));
+      ip->id = htons(static_cast<uint16_t>(id0 + i));
+      ip->check = 0;
+      ip->check = Checksum(ip, ihl);
+      tcp->seq = htonl(seq0 + static_cast<uint32_t>(done));
+      uint8_t fl = flags0;
+      if (i + 1 < nseg) fl &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+      if (i > 0) fl &= static_cast<uint8_t>(~kTcpCwr);
+      tcp->flags = fl;
+      tcp->check = 0;
+      uint64_t sum = PseudoHeaderSum(ip->saddr, ip->daddr, kIpProtoTcp, thl + seg);
+      tcp->check = Checksum(tcp, thl + seg, sum);
+      size_t wire = sizeof(VxlanHdr) + hlen + seg;
+      out += wire;
+      msg_len += wire;
+      done += seg;
+    }
+    used_ += msg_len;
+    Push(msg_off, msg_len, count > 1 ? static_cast<uint16_t>(seg_wire) : 0,
+         static_cast<uint16_t>(count), vtep, sock);
+  }
+  return Drop::kCount;
+}
+
+void Encapsulator::Flush() {
+  if (nmsgs_ == 0) return;
+  for (size_t s = 0; s < sockets_.size(); ++s) {
+    size_t n = 0;
+    size_t index[kMaxMsgs];
+    for (size_t i = 0; i < nmsgs_; ++i) {
+      const Msg& m = msgs_[i];
+      if (m.socket != s) continue;
+      iov_[n] = {arena_.get() + m.offset, m.len};
+      addr_[n] = sockaddr_in{};
+      addr_[n].sin_family = AF_INET;
+      addr_[n].sin_addr.s_addr = m.vtep;
+      addr_[n].sin_port = htons(port_);
+      msghdr& h = mm_[n].msg_hdr;
+      h = msghdr{};
+      h.msg_name = &addr_[n];
+      h.msg_namelen = sizeof(sockaddr_in);
+      h.msg_iov = &iov_[n];
+      h.msg_iovlen = 1;
+      if (m.seg_size) {
+        h.msg_control = cmsg_[n];
+        h.msg_controllen = sizeof(cmsg_[n]);
+        cmsghdr* cm = CMSG_FIRSTHDR(&h);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        std::memcpy(CMSG_DATA(cm), &m.seg_size, sizeof(uint16_t));
+      }
+      index[n++] = i;
+    }
+    size_t sent = 0;
+    while (sent < n) {
+      int r = sendmmsg(sockets_[s], mm_ + sent, static_cast<unsigned>(n - sent), MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        // The first remaining message failed (EMSGSIZE, ENOBUFS, EAGAIN...): drop it, go on.
+        c_.Count(Drop::kUdpSend, msgs_[index[sent]].segs);
+        ++sent;
+        continue;
+      }
+      for (int k = 0; k < r; ++k) {
+        const Msg& m = msgs_[index[sent + k]];
+        Bump(c_.tx_datagrams, m.segs);
+        Bump(c_.tx_bytes, m.len);
+      }
+      Bump(c_.tx_sends, static_cast<uint64_t>(r));
+      sent += static_cast<size_t>(r);
+    }
+  }
+  nmsgs_ = 0;
+  used_ = 0;
+}
+
+}  // namespace overlay

@@ -1,0 +1,114 @@
+// The switch: ports (pod TAPs), remote endpoints behind peer VTEPs, VNI policy, counters, and
+// the packet threads that forward between them. The control methods are called from one
+// thread (Node's main thread, through addon.cc); each builds and publishes a new table version.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "qsbr.h"
+#include "tables.h"
+#include "underlay.h"
+
+namespace overlay {
+
+class Worker;
+
+struct SwitchConfig {
+  uint32_t underlay_ip = 0;  // network order
+  uint16_t port = kVxlanPort;
+  std::string netns;
+  int workers = 1;
+  bool offloads = true;
+  int underlay_mtu = 1500;
+};
+
+struct PortConfig {
+  std::string name;
+  std::string netns;
+  uint32_t vni = 0;
+  Mac mac = 0;
+  uint32_t ip = 0;
+  PortKind kind = PortKind::kPod;
+  bool persistent = false;
+  int mtu = 1450;
+  uint64_t rate_bits_per_sec = 0;
+};
+
+struct PortCounterSnapshot {
+  uint32_t id, vni;
+  std::string name;
+  uint64_t in_packets, in_bytes, out_packets, out_bytes;
+};
+
+struct CounterSnapshot {
+  std::vector<PortCounterSnapshot> ports;
+  uint64_t drops[kNumDrops];
+  uint64_t rx_datagrams, rx_bytes, tx_datagrams, tx_bytes, tx_sends, coalesced_writes;
+};
+
+struct Features {
+  bool vnet_hdr, tso, udp_gso, udp_gro, multi_queue;
+  int workers;
+};
+
+class Switch {
+ public:
+  // Opens the underlay sockets and starts the packet threads; nullptr and *err on failure.
+  static std::unique_ptr<Switch> Create(const SwitchConfig& config, std::string* err);
+  ~Switch();
+
+  // Control side. Each returns "" or an error message; nothing changes on error.
+  std::string AddPort(const PortConfig& config, uint32_t* id);
+  std::string RemovePort(uint32_t id, bool destroy);
+  std::string SetPortVni(uint32_t id, uint32_t vni);
+  std::string SetPortRate(uint32_t id, uint64_t rate_bits_per_sec);
+  void SetGlobalVnis(const std::vector<uint32_t>& vnis);
+  void SetPeers(const std::vector<std::pair<uint32_t, PeerInfo>>& peers);
+  void UpdateRemotes(const std::vector<Endpoint>& add, const std::vector<Mac>& remove);
+  void ReplaceRemotes(const std::vector<Endpoint>& all);
+  CounterSnapshot Counters();
+  Features GetFeatures() const { return features_; }
+  void Close();
+
+  // Packet-thread side.
+  const Tables* Enter(int worker) {
+    qsbr_.Online(worker);
+    return tables_.load();
+  }
+  void Leave(int worker) { qsbr_.Offline(worker); }
+  WorkerCounters& counters(int worker) { return counters_[worker]; }
+  TokenBucket& bucket(uint32_t slot) { return buckets_[slot]; }
+  uint16_t vxlan_port() const { return config_.port; }
+  int underlay_mtu() const { return config_.underlay_mtu; }
+
+ private:
+  explicit Switch(const SwitchConfig& config);
+  void PublishPorts();
+  void PublishRemotes();
+  void PublishPolicy();
+  void Publish(Tables next);
+
+  SwitchConfig config_;
+  Features features_{};
+  std::mutex mu_;  // control side only; packet threads never take it
+  Qsbr qsbr_;
+  std::atomic<const Tables*> tables_{nullptr};
+  std::unique_ptr<PortTable> ports_;  // the control side's copy, published as PortTable
+  uint32_t generation_ = 0;
+  std::unordered_map<Mac, Endpoint> remotes_;
+  std::vector<std::pair<uint32_t, PeerInfo>> peers_;
+  std::vector<uint32_t> global_vnis_;
+  UnderlaySockets sockets_;
+  std::unique_ptr<WorkerCounters[]> counters_;
+  std::unique_ptr<TokenBucket[]> buckets_;
+  std::unique_ptr<PortCounters[]> baseline_;  // counters of a slot's earlier occupants
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool closed_ = false;
+};
+
+}  // namespace overlay

@@ -1,0 +1,73 @@
+#include "tables.h"
+
+#include <algorithm>
+
+namespace overlay {
+
+std::shared_ptr<const PortTable> BuildPortTable(const PortTable& base) {
+  auto t = std::make_shared<PortTable>();
+  std::vector<std::pair<Mac, Endpoint>> macs;
+  std::vector<std::pair<uint32_t, Endpoint>> ips;
+  std::vector<std::pair<uint32_t, uint8_t>> vnis;
+  for (uint32_t i = 0; i < kMaxPorts; ++i) {
+    t->ports[i] = base.ports[i];
+    const Port& p = base.ports[i];
+    if (!p.active) continue;
+    Endpoint e{p.vni, p.mac, p.ip, 0, static_cast<uint16_t>(i)};
+    macs.emplace_back(p.mac, e);
+    ips.emplace_back(p.ip, e);
+    vnis.emplace_back(p.vni + 1, 1);
+  }
+  t->by_mac = FlatMap<Mac, Endpoint>(macs);
+  t->by_ip = FlatMap<uint32_t, Endpoint>(ips);
+  t->vnis = FlatMap<uint32_t, uint8_t>(vnis);
+  return t;
+}
+
+std::shared_ptr<const RemoteTable> BuildRemoteTable(const std::vector<Endpoint>& remotes) {
+  auto t = std::make_shared<RemoteTable>();
+  std::vector<std::pair<Mac, Endpoint>> macs;
+  std::vector<std::pair<uint32_t, Endpoint>> ips;
+  macs.reserve(remotes.size());
+  ips.reserve(remotes.size());
+  for (const Endpoint& e : remotes) {
+    macs.emplace_back(e.mac, e);
+    ips.emplace_back(e.ip, e);
+  }
+  t->by_mac = FlatMap<Mac, Endpoint>(macs);
+  t->by_ip = FlatMap<uint32_t, Endpoint>(ips);
+  return t;
+}
+
+void TokenBucket::Configure(uint64_t rate_bits_per_sec) {
+  uint64_t bps = rate_bits_per_sec / 8;
+  // Burst: 4 ms at the rate, but at least two 64 KB super-frames so TSO still works.
+  int64_t b = std::max<int64_t>(static_cast<int64_t>(bps / 250), 2 * 65536);
+  burst.store(b);
+  tokens.store(b);
+  last_ns.store(0);
+  rate_Bps.store(bps);
+}
+
+bool TokenBucket::Take(uint64_t bytes, uint64_t now_ns) {
+  uint64_t rate = rate_Bps.load(std::memory_order_relaxed);
+  if (rate == 0) return true;
+  uint64_t last = last_ns.load(std::memory_order_relaxed);
+  if (last == 0) {
+    last_ns.compare_exchange_strong(last, now_ns);
+  } else if (now_ns > last && last_ns.compare_exchange_strong(last, now_ns)) {
+    // One thread wins each refill interval; the cap is applied loosely (a race can overshoot
+    // the burst by one refill, which only matters at microsecond scale).
+    uint64_t elapsed = std::min<uint64_t>(now_ns - last, 1000000000ULL);
+    int64_t add = static_cast<int64_t>(elapsed * rate / 1000000000ULL);
+    int64_t cur = tokens.fetch_add(add, std::memory_order_relaxed) + add;
+    int64_t cap = burst.load(std::memory_order_relaxed);
+    if (cur > cap) tokens.store(cap, std::memory_order_relaxed);
+  }
+  int64_t n = static_cast<int64_t>(bytes);
+  if (tokens.fetch_sub(n, std::memory_order_relaxed) >= n) return true;
+  tokens.fetch_add(n, std::memory_order_relaxed);
+  return false;
+}
+
+}  // namespace overlay

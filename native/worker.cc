@@ -1,0 +1,375 @@
+#include "worker.h"
+
+#include <netinet/udp.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "switch.h"
+
+namespace overlay {
+namespace {
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+}
+
+uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+constexpr size_t kArpFrameLen = sizeof(EthHdr) + sizeof(ArpPkt);
+
+}  // namespace
+
+Worker::Worker(Switch& sw, int index, int rx_socket, const std::vector<int>& tx_sockets, bool gso)
+    : sw_(sw),
+      index_(index),
+      rx_(rx_socket),
+      c_(sw.counters(index)),
+      encap_(tx_sockets, gso, sw.vxlan_port(), sw.counters(index)),
+      coalesce_(sw.counters(index)),
+      tap_buf_(new uint8_t[sizeof(VnetHdr) + kMaxFrame]),
+      rx_buf_(new uint8_t[kRxBatch * kRxBufSize]) {}
+
+Worker::~Worker() {
+  Stop();
+  if (epfd_ >= 0) close(epfd_);
+  if (wakefd_ >= 0) close(wakefd_);
+}
+
+std::string Worker::Start() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  wakefd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd_ < 0 || wakefd_ < 0) return std::string("epoll/eventfd: ") + std::strerror(errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
+  ev.data.u64 = kUnderlayTag;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, rx_, &ev) != 0)
+    return std::string("epoll_ctl: ") + std::strerror(errno);
+  running_ = true;
+  thread_ = std::thread([this] { Run(); });
+  return "";
+}
+
+void Worker::Stop() {
+  if (!running_.exchange(false)) return;
+  uint64_t one = 1;
+  if (write(wakefd_, &one, sizeof(one)) < 0) {
+    // The thread still wakes within its epoll timeout.
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Watch(int fd, uint64_t tag) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Worker::Forget(int fd) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Worker::Run() {
+  epoll_event events[64];
+  while (running_.load(std::memory_order_relaxed)) {
+    sw_.Leave(index_);
+    int n = epoll_wait(epfd_, events, 64, 100);
+    const Tables* t = sw_.Enter(index_);
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kWakeTag) {
+        uint64_t v;
+        while (read(wakefd_, &v, sizeof(v)) > 0) {
+        }
+      } else if (tag == kUnderlayTag) {
+        FromUnderlay(*t);
+      } else {
+        uint32_t slot = static_cast<uint32_t>(tag & 0xffffffff);
+        uint32_t gen = static_cast<uint32_t>(tag >> 32);
+        if (slot >= kMaxPorts) continue;
+        const Port& p = t->ports->ports[slot];
+        if (!p.active || p.generation != gen) continue;  // removed since the event was queued
+        FromPort(*t, slot, p);
+      }
+    }
+    encap_.Flush();
+    coalesce_.Flush();
+  }
+  sw_.Leave(index_);
+}
+
+// ---- From a pod (TAP) ----------------------------------------------------------------------
+
+void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
+  int fd = p.fds[index_];
+  uint8_t* buf = tap_buf_.get();
+  for (int i = 0; i < kTapBurst; ++i) {
+    ssize_t r = read(fd, buf, sizeof(VnetHdr) + kMaxFrame);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      // The device is gone (its namespace was deleted): stop watching it here; the control
+      // side removes the port.
+      Forget(fd);
+      c_.Count(Drop::kTapWrite);
+      return;
+    }
+    ForwardFrame(t, slot, p, buf, static_cast<size_t>(r));
+  }
+}
+
+void Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n) {
+  PortCounters& pc = c_.ports[slot];
+  if (n < sizeof(VnetHdr) + sizeof(EthHdr)) {
+    Bump(pc.in_packets);
+    c_.Count(Drop::kFrameShort);
+    return;
+  }
+  VnetHdr h;
+  std::memcpy(&h, buf, sizeof(h));
+  uint8_t* frame = buf + sizeof(VnetHdr);
+  size_t len = n - sizeof(VnetHdr);
+  const auto* eth = reinterpret_cast<const EthHdr*>(frame);
+
+  // Wire accounting: a super-frame counts as the segments it becomes.
+  uint64_t segs = 1, wire_bytes = len;
+  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE && h.gso_size && h.hdr_len && h.hdr_len < len) {
+    segs = (len - h.hdr_len + h.gso_size - 1) / h.gso_size;
+    wire_bytes = len + (segs - 1) * h.hdr_len;
+  }
+  Bump(pc.in_packets, segs);
+  Bump(pc.in_bytes, wire_bytes);
+
+  Drop drop = Drop::kCount;
+  const Endpoint* dst = nullptr;
+  uint16_t type = ntohs(eth->type);
+  if (LoadMac(eth->src) != p.mac) {
+    drop = Drop::kSpoofedMac;
+  } else if (type == kEtherTypeArp) {
+    drop = PortArp(t, p, frame, len);
+  } else if (IsMulticastMac(eth->dst)) {
+    drop = Drop::kFlood;
+  } else if (type != kEtherTypeIpv4) {
+    drop = Drop::kNotIpv4;
+  } else if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr)) {
+    drop = Drop::kBadIpv4;
+  } else {
+    const auto* ip = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
+    size_t ihl = (ip->ver_ihl & 0xf) * 4u;
+    if ((ip->ver_ihl >> 4) != 4 || ihl < 20 || sizeof(EthHdr) + ihl > len) {
+      drop = Drop::kBadIpv4;
+    } else if (p.kind == PortKind::kPod && ip->saddr != p.ip) {
+      drop = Drop::kSpoofedIp;
+    } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && len - sizeof(EthHdr) > p.mtu) {
+      drop = Drop::kOversize;
+    } else if (p.limited && !sw_.bucket(slot).Take(wire_bytes, NowNs())) {
+      drop = Drop::kRateLimited;
+    } else if ((dst = t.FindMac(LoadMac(eth->dst))) == nullptr) {
+      drop = Drop::kUnknownDest;
+    } else if (!t.policy->Allowed(p.vni, dst->vni)) {
+      drop = Drop::kVniMismatch;
+    } else if (dst->vtep == 0 && dst->port == slot) {
+      drop = Drop::kHairpin;
+    }
+  }
+  if (drop != Drop::kCount) {
+    c_.Count(drop, segs);
+    return;
+  }
+  if (dst == nullptr) return;  // ARP, answered
+
+  if (dst->vtep == 0) {
+    // Same node: hand the frame and its offload header to the other TAP as they are.
+    const Port& out = t.ports->ports[dst->port];
+    if (write(out.fds[index_], buf, n) < 0) {
+      c_.Count(Drop::kTapWrite, segs);
+      return;
+    }
+    Bump(c_.ports[dst->port].out_packets, segs);
+    Bump(c_.ports[dst->port].out_bytes, wire_bytes);
+    return;
+  }
+  // The frame carries its sender's VNI; the receiving switch checks it against the receiver's.
+  drop = encap_.Encap(h, frame, len, p.vni, dst->vtep);
+  if (drop != Drop::kCount) c_.Count(drop, segs);
+}
+
+// ARP from a port. Every request for an address reachable from the sender's VNI is answered
+// here, so ARP never leaves the node; replies and announcements from pods are not needed.
+Drop Worker::PortArp(const Tables& t, const Port& p, const uint8_t* frame, size_t len) {
+  if (len < kArpFrameLen) return Drop::kArpMalformed;
+  const auto* arp = reinterpret_cast<const ArpPkt*>(frame + sizeof(EthHdr));
+  if (arp->htype != htons(1) || arp->ptype != htons(kEtherTypeIpv4) || arp->hlen != 6 ||
+      arp->plen != 4)
+    return Drop::kArpMalformed;
+  uint32_t spa = LoadU32(arp->spa), tpa = LoadU32(arp->tpa);
+  if (LoadMac(arp->sha) != p.mac) return Drop::kArpSpoofed;
+  // spa 0 is an address probe (RFC 5227), which is allowed to ask.
+  if (p.kind == PortKind::kPod && spa != p.ip && spa != 0) return Drop::kArpSpoofed;
+  if (ntohs(arp->oper) != kArpRequest || tpa == spa) return Drop::kArpIgnored;
+  const Endpoint* owner = t.FindIp(tpa);
+  if (owner == nullptr || !t.policy->Allowed(p.vni, owner->vni) || owner->mac == p.mac)
+    return Drop::kArpUnanswered;
+  uint8_t reply[sizeof(VnetHdr) + kArpFrameLen] = {};
+  BuildArpReply(frame, *owner, reply + sizeof(VnetHdr));
+  if (write(p.fds[index_], reply, sizeof(reply)) < 0) return Drop::kTapWrite;
+  return Drop::kCount;
+}
+
+void Worker::BuildArpReply(const uint8_t* req, const Endpoint& owner, uint8_t* out) {
+  const auto* rq = reinterpret_cast<const ArpPkt*>(req + sizeof(EthHdr));
+  auto* eth = reinterpret_cast<EthHdr*>(out);
+  auto* arp = reinterpret_cast<ArpPkt*>(out + sizeof(EthHdr));
+  std::memcpy(eth->dst, rq->sha, 6);
+  StoreMac(eth->src, owner.mac);
+  eth->type = htons(kEtherTypeArp);
+  arp->htype = htons(1);
+  arp->ptype = htons(kEtherTypeIpv4);
+  arp->hlen = 6;
+  arp->plen = 4;
+  arp->oper = htons(kArpReply);
+  StoreMac(arp->sha, owner.mac);
+  std::memcpy(arp->spa, rq->tpa, 4);
+  std::memcpy(arp->tha, rq->sha, 6);
+  std::memcpy(arp->tpa, rq->spa, 4);
+}
+
+// ---- From the underlay (VXLAN) ------------------------------------------------------------
+
+void Worker::FromUnderlay(const Tables& t) {
+  uint8_t* base = rx_buf_.get();
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < kRxBatch; ++i) {
+      rx_iov_[i] = {base + size_t(i) * kRxBufSize, kRxBufSize};
+      msghdr& h = rx_msgs_[i].msg_hdr;
+      h = msghdr{};
+      h.msg_name = &rx_addr_[i];
+      h.msg_namelen = sizeof(sockaddr_in);
+      h.msg_iov = &rx_iov_[i];
+      h.msg_iovlen = 1;
+      h.msg_control = rx_cmsg_[i];
+      h.msg_controllen = sizeof(rx_cmsg_[i]);
+    }
+    int n = recvmmsg(rx_, rx_msgs_, kRxBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return;
+    for (int i = 0; i < n; ++i) {
+      size_t len = rx_msgs_[i].msg_len;
+      const uint8_t* d = static_cast<const uint8_t*>(rx_iov_[i].iov_base);
+      // With UDP_GRO one buffer may hold several datagrams of seg bytes (the last shorter).
+      size_t seg = len;
+      msghdr& h = rx_msgs_[i].msg_hdr;
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&h); cm; cm = CMSG_NXTHDR(&h, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+          int v;
+          std::memcpy(&v, CMSG_DATA(cm), sizeof(v));
+          if (v > 0) seg = static_cast<size_t>(v);
+        }
+      }
+      if (seg == 0) seg = 1;
+      uint64_t count = len == 0 ? 1 : (len + seg - 1) / seg;
+      Bump(c_.rx_datagrams, count);
+      Bump(c_.rx_bytes, len);
+      uint32_t vtep = rx_addr_[i].sin_addr.s_addr;
+      const PeerInfo* peer = t.policy->peers.Find(vtep);
+      if (peer == nullptr) {
+        c_.Count(Drop::kVxlanUnknownPeer, count);
+        continue;
+      }
+      if (len == 0) {
+        c_.Count(Drop::kVxlanShort);
+        continue;
+      }
+      for (size_t off = 0; off < len; off += seg)
+        Decap(t, *peer, vtep, d + off, std::min(seg, len - off));
+    }
+    // Receive buffers are reused by the next recvmmsg: merged frames must be written first.
+    coalesce_.Flush();
+    encap_.Flush();
+    if (n < kRxBatch) return;
+  }
+}
+
+void Worker::Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const uint8_t* d,
+                   size_t len) {
+  if (len < sizeof(VxlanHdr) + sizeof(EthHdr)) {
+    c_.Count(Drop::kVxlanShort);
+    return;
+  }
+  const auto* vx = reinterpret_cast<const VxlanHdr*>(d);
+  if (!(vx->flags & kVxlanFlagI)) {
+    c_.Count(Drop::kVxlanBadFlags);
+    return;
+  }
+  uint32_t vni = VxlanVni(*vx);
+  const uint8_t* frame = d + sizeof(VxlanHdr);
+  size_t flen = len - sizeof(VxlanHdr);
+  const auto* eth = reinterpret_cast<const EthHdr*>(frame);
+  if (t.ports->vnis.Find(vni + 1) == nullptr && !t.policy->IsGlobal(vni)) {
+    c_.Count(Drop::kVxlanUnknownVni);
+    return;
+  }
+  if (eth->type == htons(kEtherTypeArp)) {
+    PeerArp(t, vni, vtep, frame, flen);
+    return;
+  }
+  if (IsMulticastMac(eth->dst)) {
+    c_.Count(Drop::kFlood);
+    return;
+  }
+  const Endpoint* dst = t.ports->by_mac.Find(LoadMac(eth->dst));
+  if (dst == nullptr) {
+    c_.Count(t.remotes->by_mac.Find(LoadMac(eth->dst)) ? Drop::kHairpin : Drop::kUnknownDest);
+    return;
+  }
+  if (!t.policy->Allowed(vni, dst->vni)) {
+    c_.Count(Drop::kVniMismatch);
+    return;
+  }
+  if (flen - sizeof(EthHdr) > t.ports->ports[dst->port].mtu) {
+    c_.Count(Drop::kOversize);
+    return;
+  }
+  coalesce_.Deliver(t.ports->ports[dst->port].fds[index_], dst->port, frame, flen,
+                    peer.checksummed);
+}
+
+// ARP from a peer VTEP (a foreign VTEP such as the kernel's vxlan device floods its requests):
+// answered for the ports of this node, back to the asking VTEP on the VNI it asked on.
+void Worker::PeerArp(const Tables& t, uint32_t vni, uint32_t vtep, const uint8_t* frame,
+                     size_t len) {
+  if (len < kArpFrameLen) {
+    c_.Count(Drop::kArpMalformed);
+    return;
+  }
+  const auto* arp = reinterpret_cast<const ArpPkt*>(frame + sizeof(EthHdr));
+  if (arp->htype != htons(1) || arp->ptype != htons(kEtherTypeIpv4) || arp->hlen != 6 ||
+      arp->plen != 4) {
+    c_.Count(Drop::kArpMalformed);
+    return;
+  }
+  if (ntohs(arp->oper) != kArpRequest) {
+    c_.Count(Drop::kArpIgnored);
+    return;
+  }
+  const Endpoint* owner = t.ports->by_ip.Find(LoadU32(arp->tpa));
+  if (owner == nullptr || !t.policy->Allowed(vni, owner->vni)) {
+    c_.Count(Drop::kArpUnanswered);
+    return;
+  }
+  uint8_t reply[kArpFrameLen];
+  BuildArpReply(frame, *owner, reply);
+  encap_.EncapPlain(reply, sizeof(reply), vni, vtep);
+}
+
+}  // namespace overlay
