@@ -10,7 +10,8 @@
         "native/tap.cc",
         "native/underlay.cc",
         "native/coalesce.cc",
-        "native/tables.cc"
+        "native/tables.cc",
+        "native/probe.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

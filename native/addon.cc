@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "probe.h"
 #include "switch.h"
 
 namespace overlay {
@@ -395,6 +396,92 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
   std::unique_ptr<Switch> sw_;
 };
 
+// Test and diagnostic probe (see probe.h). Calls are synchronous: receive() blocks the caller
+// up to its timeout, which is fine for tests since the switch forwards on its own threads.
+class ProbeWrap : public Napi::ObjectWrap<ProbeWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Probe",
+                       {
+                           InstanceMethod<&ProbeWrap::Send>("send"),
+                           InstanceMethod<&ProbeWrap::Receive>("receive"),
+                           InstanceMethod<&ProbeWrap::Close>("close"),
+                       });
+  }
+
+  explicit ProbeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProbeWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      ThrowType(env, "probe options must be an object");
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string netns, err;
+    if (!GetString(o, "netns", &netns)) return;
+    if (o.Has("ifname")) {
+      std::string ifname;
+      if (!GetString(o, "ifname", &ifname)) return;
+      err = Probe::OpenFrames(netns, ifname, &probe_);
+    } else {
+      std::string ip;
+      uint32_t addr;
+      double port;
+      if (!GetString(o, "ip", &ip) || !ParseIpv4(env, ip, &addr) ||
+          !GetNumber(o, "port", 0, 65535, &port))
+        return;
+      err = Probe::OpenDatagrams(netns, addr, static_cast<uint16_t>(port), &probe_);
+    }
+    if (!err.empty()) ThrowError(env, "cannot open probe: " + err);
+  }
+
+ private:
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsBuffer()) {
+      ThrowType(env, "send(data: Buffer, ip?, port?)");
+      return env.Undefined();
+    }
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    uint32_t ip = 0;
+    uint16_t port = 0;
+    if (info.Length() >= 3) {
+      if (!info[1].IsString() || !info[2].IsNumber()) {
+        ThrowType(env, "send(data: Buffer, ip: string, port: number)");
+        return env.Undefined();
+      }
+      if (!ParseIpv4(env, info[1].As<Napi::String>().Utf8Value(), &ip)) return env.Undefined();
+      port = static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value());
+    }
+    std::string err = probe_.Send(buf.Data(), buf.Length(), ip, port);
+    if (!err.empty()) ThrowError(env, err);
+    return env.Undefined();
+  }
+
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int timeout = 1000;
+    if (info.Length() >= 1 && info[0].IsNumber()) timeout = info[0].As<Napi::Number>().Int32Value();
+    std::vector<uint8_t> data;
+    uint32_t from = 0;
+    if (!probe_.Receive(timeout, &data, &from)) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, data.data(), data.size()));
+    if (from) {
+      char buf[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &from, buf, sizeof(buf));
+      o.Set("from", std::string(buf));
+    }
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    probe_.Close();
+    return info.Env().Undefined();
+  }
+
+  Probe probe_;
+};
+
 Napi::Value DropReasons(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(info.Env(), kNumDrops);
   for (size_t d = 0; d < kNumDrops; ++d) a.Set(static_cast<uint32_t>(d), kDropNames[d]);
@@ -406,6 +493,7 @@ Napi::Value DropReasons(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Switch", overlay::SwitchWrap::Define(env));
+  exports.Set("Probe", overlay::ProbeWrap::Define(env));
   exports.Set("dropReasons", Napi::Function::New(env, overlay::DropReasons));
   return exports;
 }

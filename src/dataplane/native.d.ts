@@ -109,7 +109,23 @@ export declare class NativeSwitch {
   close(): void;
 }
 
+export type NativeProbeOptions =
+  /** Frame probe: an AF_PACKET socket on `ifname` (e.g. a pod's eth0) in `netns` ("" = own). */
+  | { netns: string; ifname: string }
+  /** Datagram probe: a UDP socket bound to ip:port in `netns` (e.g. a fake peer VTEP). */
+  | { netns: string; ip: string; port: number };
+
+export declare class NativeProbe {
+  constructor(options: NativeProbeOptions);
+  /** Sends a frame, or a datagram to ip:port (datagram probes). */
+  send(data: Buffer, ip?: string, port?: number): void;
+  /** Blocks up to timeoutMs (default 1000) for one frame or datagram; null on timeout. */
+  receive(timeoutMs?: number): { data: Buffer; from?: string } | null;
+  close(): void;
+}
+
 export interface NativeBinding {
   Switch: typeof NativeSwitch;
+  Probe: typeof NativeProbe;
   dropReasons(): string[];
 }
