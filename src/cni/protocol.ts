@@ -1,0 +1,82 @@
+/**
+ * What the CNI plugin and the node agent say to each other over the agent's unix socket: one
+ * JSON request per connection, one JSON response, each a single line. The plugin is thin (it
+ * parses what the runtime gave it and prints what the agent answers); the agent does the
+ * plumbing, because it owns the switch and its TAP devices.
+ */
+
+/** Default path of the agent's socket (root only: the agent creates it with mode 0600). */
+export const DEFAULT_AGENT_SOCKET = "/run/overlay/agent.sock";
+
+/** The pod's request, as the annotation `diamanti.com/endpoint0` carries it. */
+export interface EndpointRequest {
+  network?: string;
+  perfTier?: string;
+}
+
+export interface AttachmentRef {
+  containerId: string;
+  ifName: string;
+}
+
+export type AgentRequest =
+  | ({
+      op: "ADD" | "CHECK";
+      containerId: string;
+      /** Path of the pod's network namespace (CNI_NETNS). */
+      netns: string;
+      ifName: string;
+      podNamespace: string;
+      podName: string;
+    } & EndpointRequest)
+  | {
+      op: "DEL";
+      containerId: string;
+      ifName: string;
+      netns?: string;
+      podNamespace?: string;
+      podName?: string;
+    }
+  | { op: "STATUS" }
+  /** Releases every attachment of this node that is not in `valid` (CNI GC). */
+  | { op: "GC"; valid: AttachmentRef[] };
+
+/** The CNI result the agent builds for ADD (and CHECK compares against). */
+export interface AttachmentResult {
+  interfaces: { name: string; mac: string; sandbox: string; mtu: number }[];
+  ips: { address: string; gateway: string; interface: number }[];
+  routes: { dst: string; gw: string }[];
+  dns: Record<string, never>;
+}
+
+/**
+ * A failure, with a CNI error code: 4 invalid network configuration, 7 invalid environment
+ * variables, 11 try again later, 50 the plugin is not available (STATUS), 100+ this plugin's
+ * own (100 address pool exhausted, 101 unknown network, 102 unknown perf tier, 103 store
+ * unreachable, 104 agent unreachable).
+ */
+export interface AgentError {
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+export type AgentResponse = { ok: true; result?: AttachmentResult } | { ok: false; error: AgentError };
+
+export const CNI_ERR = {
+  incompatibleVersion: 1,
+  unsupportedField: 2,
+  unknownContainer: 3,
+  invalidConfig: 4,
+  ioError: 5,
+  decodeError: 6,
+  invalidEnv: 7,
+  tryAgainLater: 11,
+  notAvailable: 50,
+  limitedConnectivity: 51,
+  poolExhausted: 100,
+  unknownNetwork: 101,
+  unknownPerfTier: 102,
+  storeUnreachable: 103,
+  agentUnreachable: 104,
+} as const;
