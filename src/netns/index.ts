@@ -5,3 +5,4 @@ export * from "./exec.js";
 export * from "./world.js";
 export * from "./measure.js";
 export * from "./topology.js";
+export * from "./switched.js";

@@ -1,0 +1,50 @@
+/**
+ * Preconditions shared by the data-plane integration tests: root (namespaces, TAP) and a built addon.
+ */
+import { dropReasons, type Switch, type SwitchCounters } from "../../src/dataplane/switch.js";
+import { isRoot } from "../../src/netns/index.js";
+
+function addonError(): string | undefined {
+  try {
+    dropReasons();
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Why the integration tests of `file` cannot run here, or undefined when they can. */
+export function skipReason(file: string): string | undefined {
+  let why: string | undefined;
+  if (!isRoot()) why = "network namespaces and TAP devices need root";
+  else {
+    const err = addonError();
+    if (err) why = `data plane addon unavailable: ${err}`;
+  }
+  if (why) console.log(`${file}: skipped, ${why}`);
+  return why;
+}
+
+export type DropCounts = Record<string, number>;
+
+/** Drop counters now, for a later `dropDelta`. */
+export function drops(sw: Switch): DropCounts {
+  return { ...sw.counters().drops };
+}
+
+/** Drops by reason since `before`, only the reasons that moved. */
+export function dropDelta(sw: Switch, before: DropCounts): DropCounts {
+  const now = sw.counters().drops;
+  const out: DropCounts = {};
+  for (const [k, v] of Object.entries(now)) {
+    const d = v - (before[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
+}
+
+export function portCounters(sw: Switch, portId: number): SwitchCounters["ports"][number] {
+  const p = sw.counters().ports.find((x) => x.id === portId);
+  if (!p) throw new Error(`no counters for port ${portId}`);
+  return p;
+}

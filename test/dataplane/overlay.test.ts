@@ -1,0 +1,255 @@
+/**
+ * Two nodes joined by a veth underlay, a Switch per node, pods whose eth0 is the switch's TAP:
+ * real ping and iperf3 within a node and across nodes, VNI isolation and its changes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  buildNodes,
+  buildSwitchedOverlay,
+  iperf3,
+  linkStats,
+  ping,
+  pingUntil,
+  type SwitchedOverlay,
+  World,
+} from "../../src/netns/index.js";
+import { dropDelta, drops, portCounters, skipReason } from "./env.js";
+
+const skip = skipReason("test/dataplane/overlay.test.ts");
+
+const RED = 100;
+const BLUE = 200;
+const SHARED = 300;
+
+describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
+  let world: World | undefined;
+  let ov: SwitchedOverlay | undefined;
+
+  beforeAll(async () => {
+    world = await World.create();
+    try {
+      const cluster = await buildNodes(world, { count: 2 });
+      ov = await buildSwitchedOverlay(cluster, {
+        pods: [
+          { node: 0, name: "a1", ip: "172.30.1.2", vni: RED },
+          { node: 0, name: "a2", ip: "172.30.1.3", vni: RED },
+          { node: 0, name: "b1", ip: "172.30.1.4", vni: BLUE },
+          { node: 0, name: "g1", ip: "172.30.1.5", vni: SHARED },
+          { node: 1, name: "c1", ip: "172.30.2.2", vni: RED },
+          { node: 1, name: "d1", ip: "172.30.2.3", vni: BLUE },
+          { node: 1, name: "g2", ip: "172.30.2.4", vni: SHARED },
+        ],
+      });
+    } catch (e) {
+      ov?.close();
+      await world.destroy();
+      throw e;
+    }
+  });
+
+  afterAll(async () => {
+    // Switches first, so their TAP fds are closed before the namespaces go.
+    try {
+      ov?.close();
+    } finally {
+      await world?.destroy();
+    }
+  });
+
+  const w = (): World => world!;
+  const o = (): SwitchedOverlay => ov!;
+  const ip = (name: string): string => o().pod(name).ip;
+
+  it("gives pods eth0 with the pod MAC and MTU underlay - 50", async () => {
+    const eth0 = await linkStats(w(), "a1", "eth0");
+    expect(eth0.mac).toBe("0a:58:ac:1e:01:02");
+    expect(eth0.mtu).toBe(1450);
+    const feats = o().switchOf("a1").features();
+    expect(feats.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it("pings within a node", async () => {
+    await pingUntil(w(), "a1", ip("a2"), 5);
+    const r = await ping(w(), "a1", ip("a2"), { count: 5 });
+    expect(r).toMatchObject({ sent: 5, received: 5, lossPct: 0 });
+  });
+
+  it("pings across nodes, both ways", async () => {
+    await pingUntil(w(), "a1", ip("c1"), 5);
+    expect(await ping(w(), "a1", ip("c1"), { count: 5 })).toMatchObject({ received: 5, lossPct: 0 });
+    expect(await ping(w(), "c1", ip("a1"), { count: 5 })).toMatchObject({ received: 5, lossPct: 0 });
+  });
+
+  it("counts per-port traffic in and out on both nodes", async () => {
+    const s1 = o().switchOf("a1");
+    const s2 = o().switchOf("c1");
+    const a1Before = portCounters(s1, o().pod("a1").portId);
+    const c1Before = portCounters(s2, o().pod("c1").portId);
+    const ulBefore = s1.counters().underlay;
+    const r = await ping(w(), "a1", ip("c1"), { count: 5, size: 1000 });
+    expect(r.received).toBe(5);
+    const a1 = portCounters(s1, o().pod("a1").portId);
+    const c1 = portCounters(s2, o().pod("c1").portId);
+    expect(a1.name).toBe("eth0");
+    expect(a1.vni).toBe(RED);
+    expect(a1.inPackets - a1Before.inPackets).toBeGreaterThanOrEqual(5);
+    expect(a1.inBytes - a1Before.inBytes).toBeGreaterThanOrEqual(5 * 1028);
+    expect(a1.outPackets - a1Before.outPackets).toBeGreaterThanOrEqual(5);
+    expect(c1.outPackets - c1Before.outPackets).toBeGreaterThanOrEqual(5);
+    expect(c1.inPackets - c1Before.inPackets).toBeGreaterThanOrEqual(5);
+    const ul = s1.counters().underlay;
+    expect(ul.txDatagrams - ulBefore.txDatagrams).toBeGreaterThanOrEqual(5);
+    expect(ul.rxDatagrams - ulBefore.rxDatagrams).toBeGreaterThanOrEqual(5);
+  });
+
+  it("keeps different VNIs apart on one node (100% loss, ARP unanswered, vni_mismatch)", async () => {
+    const s1 = o().switchOf("a1");
+    let before = drops(s1);
+    expect((await ping(w(), "a1", ip("b1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+    expect(dropDelta(s1, before).arp_unanswered).toBeGreaterThanOrEqual(1);
+
+    // With the neighbour entry forced, frames reach the switch and die on the VNI check.
+    await w().ip("a1", [
+      "neigh",
+      "replace",
+      ip("b1"),
+      "lladdr",
+      o().pod("b1").mac,
+      "dev",
+      "eth0",
+      "nud",
+      "permanent",
+    ]);
+    try {
+      before = drops(s1);
+      const b1Before = portCounters(s1, o().pod("b1").portId);
+      expect((await ping(w(), "a1", ip("b1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+      expect(dropDelta(s1, before).vni_mismatch).toBeGreaterThanOrEqual(3);
+      expect(portCounters(s1, o().pod("b1").portId).outPackets).toBe(b1Before.outPackets);
+    } finally {
+      await w().ip("a1", ["neigh", "del", ip("b1"), "dev", "eth0"], { allowFailure: true });
+    }
+  });
+
+  it("keeps different VNIs apart across nodes, checked by sender and by receiver", async () => {
+    const s1 = o().switchOf("a1");
+    const s2 = o().switchOf("d1");
+    expect((await ping(w(), "a1", ip("d1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+    expect((await ping(w(), "d1", ip("a1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+
+    await w().ip("a1", [
+      "neigh",
+      "replace",
+      ip("d1"),
+      "lladdr",
+      o().pod("d1").mac,
+      "dev",
+      "eth0",
+      "nud",
+      "permanent",
+    ]);
+    try {
+      // Sender side: node 1 knows d1 is BLUE and refuses to send RED frames to it.
+      let before1 = drops(s1);
+      expect((await ping(w(), "a1", ip("d1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+      expect(dropDelta(s1, before1).vni_mismatch).toBeGreaterThanOrEqual(3);
+
+      // Receiver side: node 1 holds a stale entry (d1 on RED) and sends; node 2 must refuse.
+      const d1 = o().pod("d1");
+      const vtep2 = o().cluster.nodes[1]!.underlayIp;
+      s1.updateRemotes([{ vni: RED, mac: d1.mac, ipv4: d1.ip, vtep: vtep2 }]);
+      before1 = drops(s1);
+      const before2 = drops(s2);
+      const d1Before = portCounters(s2, d1.portId);
+      const txBefore = s1.counters().underlay.txDatagrams;
+      expect((await ping(w(), "a1", ip("d1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+      expect(s1.counters().underlay.txDatagrams - txBefore).toBeGreaterThanOrEqual(3);
+      expect(dropDelta(s2, before2).vni_mismatch).toBeGreaterThanOrEqual(3);
+      expect(portCounters(s2, d1.portId).outPackets).toBe(d1Before.outPackets);
+    } finally {
+      o().programRemotes();
+      await w().ip("a1", ["neigh", "del", ip("d1"), "dev", "eth0"], { allowFailure: true });
+    }
+  });
+
+  it("lets pods talk after a VNI change, and parts them again after the change back", async () => {
+    o().setPodVni("b1", RED);
+    o().setPodVni("d1", RED);
+    expect(portCounters(o().switchOf("b1"), o().pod("b1").portId).vni).toBe(RED);
+    expect((await pingUntil(w(), "a1", ip("b1"), 5)).received).toBe(1);
+    expect(await ping(w(), "a1", ip("b1"), { count: 3 })).toMatchObject({ lossPct: 0 });
+    expect((await pingUntil(w(), "a1", ip("d1"), 5)).received).toBe(1);
+    expect(await ping(w(), "d1", ip("a1"), { count: 3 })).toMatchObject({ lossPct: 0 });
+    expect(await ping(w(), "b1", ip("d1"), { count: 3 })).toMatchObject({ lossPct: 0 });
+
+    // Back to BLUE while a1 still has both in its ARP cache: frames reach the switch and stop there.
+    o().setPodVni("b1", BLUE);
+    o().setPodVni("d1", BLUE);
+    expect((await ping(w(), "a1", ip("b1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+    expect((await ping(w(), "a1", ip("d1"), { count: 3, timeoutSec: 1 })).lossPct).toBe(100);
+    expect(await ping(w(), "b1", ip("d1"), { count: 3 })).toMatchObject({ lossPct: 0 });
+  });
+
+  it("a global VNI reaches every VNI, and only it does", async () => {
+    expect((await ping(w(), "a1", ip("g2"), { count: 2, timeoutSec: 1 })).lossPct).toBe(100);
+    o().setGlobalVnis([SHARED]);
+    try {
+      for (const [from, to] of [
+        ["a1", "g1"],
+        ["b1", "g1"],
+        ["a1", "g2"],
+        ["d1", "g2"],
+        ["b1", "g2"],
+        ["g1", "c1"],
+        ["g2", "b1"],
+      ] as const) {
+        await pingUntil(w(), from, ip(to), 5);
+        expect(await ping(w(), from, ip(to), { count: 2 }), `${from} -> ${to}`).toMatchObject({ lossPct: 0 });
+      }
+      expect((await ping(w(), "a1", ip("b1"), { count: 2, timeoutSec: 1 })).lossPct).toBe(100);
+      expect((await ping(w(), "a1", ip("d1"), { count: 2, timeoutSec: 1 })).lossPct).toBe(100);
+    } finally {
+      o().setGlobalVnis([]);
+    }
+    expect((await ping(w(), "a1", ip("g2"), { count: 2, timeoutSec: 1 })).lossPct).toBe(100);
+  });
+
+  it("drops frames with a source address that is not the pod's own", async () => {
+    const s1 = o().switchOf("a1");
+    await w().ip("a1", ["addr", "add", "172.30.1.99/16", "dev", "eth0"]);
+    try {
+      const before = drops(s1);
+      const r = await ping(w(), "a1", ip("a2"), { count: 2, timeoutSec: 1 });
+      expect(r.lossPct).toBe(0);
+      const spoofed = await w().exec(
+        "a1",
+        "ping",
+        ["-n", "-q", "-c", "2", "-W", "1", "-I", "172.30.1.99", ip("a2")],
+        {
+          allowFailure: true,
+        },
+      );
+      expect(spoofed.stdout).toMatch(/100% packet loss/);
+      const d = dropDelta(s1, before);
+      expect((d.spoofed_ip ?? 0) + (d.arp_spoofed ?? 0)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await w().ip("a1", ["addr", "del", "172.30.1.99/16", "dev", "eth0"], { allowFailure: true });
+    }
+  });
+
+  it("carries an iperf3 TCP transfer across nodes, both directions", async () => {
+    const s2 = o().switchOf("c1");
+    const c1Before = portCounters(s2, o().pod("c1").portId);
+    const up = await iperf3(w(), "a1", "c1", ip("c1"), { seconds: 2 });
+    expect(up.bytesReceived).toBeGreaterThan(1_000_000);
+    const c1 = portCounters(s2, o().pod("c1").portId);
+    expect(c1.outBytes - c1Before.outBytes).toBeGreaterThanOrEqual(up.bytesReceived);
+    const down = await iperf3(w(), "a1", "c1", ip("c1"), { seconds: 2, reverse: true });
+    expect(down.bytesReceived).toBeGreaterThan(1_000_000);
+  });
+
+  it("carries iperf3 TCP within a node", async () => {
+    const r = await iperf3(w(), "a1", "a2", ip("a2"), { seconds: 2 });
+    expect(r.bytesReceived).toBeGreaterThan(1_000_000);
+  });
+});
