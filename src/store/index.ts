@@ -8,6 +8,7 @@ import type { Store } from "./store.js";
 
 export * from "./store.js";
 export type { SqliteStoreOptions } from "./sqlite.js";
+export type { EtcdStoreOptions } from "./etcd.js";
 
 export const DEFAULT_STORE_URL = "sqlite:/var/lib/overlay/store.db";
 
@@ -65,6 +66,9 @@ export async function openStore(url?: string, options: OpenStoreOptions = {}): P
     const { SqliteStore } = await import("./sqlite.js");
     return new SqliteStore(location.path);
   }
-  void options;
-  throw new Error(`etcd store (${location.endpoints.join(",")}) is not available in this build`);
+  const { EtcdStore } = await import("./etcd.js");
+  return new EtcdStore(
+    location.endpoints,
+    options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
+  );
 }

@@ -279,6 +279,7 @@ export function storeSuite(harness: StoreHarness): void {
         let attempts = 0;
         for (;;) {
           attempts += 1;
+          if (attempts > 500) throw new Error("compare-and-swap never succeeded");
           const cur = await s.get(key);
           const next = String(Number(cur?.value ?? "0") + 1);
           const r = await s.txn([{ key, modRevision: cur?.modRevision ?? 0 }], [put(key, next)]);

@@ -1,0 +1,522 @@
+/**
+ * The cluster store on etcd's v3 API (through the `etcd3` client's raw RPC clients, so that
+ * compares, watches and leases map one to one onto etcd's own).
+ *
+ * Every request is bounded by a timeout; failures to reach etcd become StoreUnavailableError.
+ * A watch whose stream breaks reconnects and resumes after the last revision it delivered;
+ * only when etcd no longer has that history (compaction) or cancels the watch is it reset.
+ */
+import {
+  ClientClosedError,
+  CompareResult,
+  CompareTarget,
+  EtcdLeaseInvalidError,
+  EtcdWatchStreamEnded,
+  Etcd3,
+  GRPCCancelledError,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  isRecoverableError,
+  type ICompare,
+  type IDuplexStream,
+  type IKeyValue,
+  type IOptions,
+  type IRequestOp,
+  type IWatchRequest,
+  type IWatchResponse,
+  type ILeaseKeepAliveRequest,
+  type ILeaseKeepAliveResponse,
+} from "etcd3";
+import { prefixRangeBytes } from "./keys.js";
+import {
+  StoreUnavailableError,
+  type Compare,
+  type KeyValue,
+  type Lease,
+  type LeaseId,
+  type Op,
+  type Store,
+  type TxnResult,
+  type Watch,
+  type WatchEvent,
+  type WatchHandlers,
+} from "./store.js";
+
+export interface EtcdStoreOptions {
+  /** Upper bound for every request, connecting included (ms). Default 5000. */
+  timeoutMs?: number;
+  /** Longest pause between attempts to re-establish a broken watch (ms). Default 2000. */
+  maxWatchBackoffMs?: number;
+}
+
+type FaultPolicy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
+
+/** Runs each call once; used per host, so that a down member fails fast instead of tripping a breaker. */
+function policy(execute: (fn: (ctx: { signal: AbortSignal }) => unknown) => Promise<unknown>): FaultPolicy {
+  const noEvent = () => ({ dispose: () => undefined });
+  return { execute, onSuccess: noEvent, onFailure: noEvent } as unknown as FaultPolicy;
+}
+
+const UNAVAILABLE_MESSAGE =
+  /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|No connection established|etcdserver: (request timed out|no leader|leader changed|too many requests|server stopped|not capable)/i;
+
+function isUnavailable(err: unknown): boolean {
+  if (err instanceof StoreUnavailableError) return true;
+  if (
+    err instanceof GRPCUnavailableError ||
+    err instanceof GRPCDeadlineExceededError ||
+    err instanceof GRPCCancelledError ||
+    err instanceof EtcdWatchStreamEnded
+  ) {
+    return true;
+  }
+  if (err instanceof Error) {
+    if (isRecoverableError(err)) return true;
+    if (err.name === "BrokenCircuitError") return true;
+    return UNAVAILABLE_MESSAGE.test(err.message);
+  }
+  return false;
+}
+
+function num(s: string | number | undefined): number {
+  return s === undefined ? 0 : Number(s);
+}
+
+function toKeyValue(kv: IKeyValue): KeyValue {
+  const out: KeyValue = {
+    key: kv.key.toString("utf8"),
+    value: kv.value.toString("utf8"),
+    createRevision: num(kv.create_revision),
+    modRevision: num(kv.mod_revision),
+  };
+  if (kv.lease !== undefined && kv.lease !== "0" && kv.lease !== "") out.lease = String(kv.lease);
+  return out;
+}
+
+function toCompare(c: Compare): ICompare {
+  if ("prefix" in c) {
+    const { key, rangeEnd } = prefixRangeBytes(c.prefix);
+    // "Every key's modRevision <= max" is etcd's "mod < max+1" over the range; an empty range holds.
+    return {
+      key,
+      range_end: rangeEnd,
+      target: CompareTarget.Mod,
+      result: CompareResult.Less,
+      mod_revision: c.maxModRevision + 1,
+    };
+  }
+  const key = Buffer.from(c.key, "utf8");
+  if ("modRevision" in c) {
+    return { key, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: c.modRevision };
+  }
+  return {
+    key,
+    target: CompareTarget.Value,
+    result: CompareResult.Equal,
+    value: Buffer.from(c.value, "utf8"),
+  };
+}
+
+function toRequestOp(op: Op): IRequestOp {
+  switch (op.type) {
+    case "put":
+      return {
+        request_put: {
+          key: Buffer.from(op.key, "utf8"),
+          value: Buffer.from(op.value, "utf8"),
+          ...(op.lease === undefined ? {} : { lease: op.lease }),
+        },
+      };
+    case "delete":
+      return { request_delete_range: { key: Buffer.from(op.key, "utf8") } };
+    case "deletePrefix": {
+      const { key, rangeEnd } = prefixRangeBytes(op.prefix);
+      return { request_delete_range: { key, range_end: rangeEnd } };
+    }
+  }
+}
+
+export class EtcdStore implements Store {
+  readonly endpoints: readonly string[];
+  private readonly client: Etcd3;
+  private readonly timeoutMs: number;
+  private readonly maxWatchBackoffMs: number;
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  constructor(endpoints: string[], options: EtcdStoreOptions = {}) {
+    if (endpoints.length === 0) throw new Error("etcd store: no endpoints given");
+    this.endpoints = [...endpoints];
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 2000;
+    const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
+    const attempts = hosts.length;
+    this.client = new Etcd3({
+      hosts,
+      dialTimeout: this.timeoutMs,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      grpcOptions: {
+        // Notice a dead connection (a member gone without closing TCP) while a watch is idle.
+        "grpc.keepalive_time_ms": 10_000,
+        "grpc.keepalive_timeout_ms": this.timeoutMs,
+        "grpc.keepalive_permit_without_calls": 1,
+      },
+      faultHandling: {
+        host: () => policy(async (fn) => fn({ signal: new AbortController().signal })),
+        // Try each member once: a request that failed to reach one member may reach another.
+        global: policy(async (fn) => {
+          let last: unknown;
+          for (let i = 0; i < attempts; i++) {
+            try {
+              return await fn({ signal: new AbortController().signal });
+            } catch (err) {
+              if (!isRecoverableError(err as Error) || this.closed) throw err;
+              last = err;
+            }
+          }
+          throw last;
+        }),
+      },
+    });
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    const res = await this.call("get", (deadline) =>
+      this.client.kv.range({ key: Buffer.from(key, "utf8") }, deadline),
+    );
+    const kv = res.kvs[0];
+    return kv === undefined ? undefined : toKeyValue(kv);
+  }
+
+  async list(prefix: string): Promise<{ items: KeyValue[]; revision: number }> {
+    const { key, rangeEnd } = prefixRangeBytes(prefix);
+    const res = await this.call("list", (deadline) =>
+      this.client.kv.range({ key, range_end: rangeEnd }, deadline),
+    );
+    return { items: res.kvs.map(toKeyValue), revision: num(res.header.revision) };
+  }
+
+  async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
+    const res = await this.call("txn", (deadline) =>
+      this.client.kv.txn(
+        {
+          compare: compares.map(toCompare),
+          success: success.map(toRequestOp),
+          failure: failure.map(toRequestOp),
+        },
+        deadline,
+      ),
+    );
+    return { succeeded: res.succeeded, revision: num(res.header.revision) };
+  }
+
+  async watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch> {
+    this.assertOpen();
+    const w = new EtcdWatch(this, prefix, fromRevision, handlers, () => this.watches.delete(w));
+    this.watches.add(w);
+    try {
+      await w.connect();
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return { close: () => w.close() };
+  }
+
+  async grantLease(ttlSeconds: number): Promise<Lease> {
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+      throw new Error(`lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
+    }
+    const res = await this.call("grantLease", (deadline) =>
+      this.client.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }, deadline),
+    );
+    if (res.error !== undefined && res.error !== "") throw new Error(`etcd refused the lease: ${res.error}`);
+    const id: LeaseId = String(res.ID);
+    return {
+      id,
+      ttlSeconds: num(res.TTL),
+      keepAlive: () => this.keepAlive(id),
+      revoke: () => this.revoke(id),
+    };
+  }
+
+  /** Drops history up to `revision`; watches from before it are reset. */
+  async compact(revision: number): Promise<void> {
+    try {
+      await this.call("compact", (deadline) =>
+        this.client.kv.compact({ revision, physical: true }, deadline),
+      );
+    } catch (err) {
+      if (err instanceof Error && /compacted/.test(err.message)) return;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.watches].map((w) => w.close()));
+    this.client.close();
+  }
+
+  /** @internal Opens a raw watch stream. */
+  async openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>> {
+    return this.call("watch", () => this.client.watchClient.watch());
+  }
+
+  /** @internal */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** @internal */
+  get requestTimeoutMs(): number {
+    return this.timeoutMs;
+  }
+
+  /** @internal */
+  get watchBackoffMaxMs(): number {
+    return this.maxWatchBackoffMs;
+  }
+
+  private async keepAlive(id: LeaseId): Promise<boolean> {
+    const res = await this.call("keepAlive", async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      return oneResponse<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>(stream, { ID: id });
+    });
+    return num(res.TTL) > 0;
+  }
+
+  private async revoke(id: LeaseId): Promise<void> {
+    try {
+      await this.call("revoke", (deadline) => this.client.leaseClient.leaseRevoke({ ID: id }, deadline));
+    } catch (err) {
+      // Already gone (expired or revoked before): nothing left to delete.
+      if (
+        err instanceof EtcdLeaseInvalidError ||
+        (err instanceof Error && /lease not found/.test(err.message))
+      ) {
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error("etcd store is closed");
+  }
+
+  /**
+   * Runs one request with a deadline, turning "cannot reach etcd" into StoreUnavailableError.
+   * The timer is a backstop: gRPC's own deadline normally fires first.
+   */
+  private async call<T>(what: string, fn: (options: { deadline: number }) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    const timeoutMs = this.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new StoreUnavailableError(
+              `etcd ${this.endpoints.join(",")}: ${what} got no answer within ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([fn({ deadline: Date.now() + timeoutMs }), timeout]);
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw err;
+      if (err instanceof ClientClosedError || this.closed)
+        throw new Error("etcd store is closed", { cause: err });
+      if (isUnavailable(err)) {
+        const msg = err instanceof Error ? err.message : String(err);
+        throw new StoreUnavailableError(`etcd ${this.endpoints.join(",")}: ${what} failed: ${msg}`, {
+          cause: err,
+        });
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Sends one request on a bidirectional stream and resolves with the first response. */
+function oneResponse<Req, Res>(stream: IDuplexStream<Req, Res>, request: Req): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    let settled = false;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      fn();
+      stream.cancel();
+    };
+    stream.on("data", (res) => finish(() => resolve(res)));
+    // The listener stays attached: cancelling the stream emits a CANCELLED error.
+    stream.on("error", (err) => finish(() => reject(err)));
+    stream.on("end", () => finish(() => reject(new EtcdWatchStreamEnded())));
+    stream.write(request);
+  });
+}
+
+class EtcdWatch {
+  /** The next revision to deliver (etcd's start_revision is inclusive). */
+  private next: number;
+  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private backoffMs = 100;
+  private closed = false;
+  private connectedOnce = false;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly prefix: string,
+    fromRevision: number,
+    private readonly handlers: WatchHandlers,
+    private readonly onClosed: () => void,
+  ) {
+    this.next = fromRevision + 1;
+  }
+
+  /** Opens the stream; resolves once etcd has created the watch. */
+  async connect(): Promise<void> {
+    const stream = await this.store.openWatchStream();
+    if (this.closed) {
+      stream.cancel();
+      return;
+    }
+    this.stream = stream;
+    const { key, rangeEnd } = prefixRangeBytes(this.prefix);
+    await new Promise<void>((resolve, reject) => {
+      let created = false;
+      const timer = setTimeout(() => {
+        if (created) return;
+        created = true;
+        this.dropStream(stream);
+        reject(new StoreUnavailableError(`etcd: watch not created within ${this.store.requestTimeoutMs} ms`));
+      }, this.store.requestTimeoutMs);
+      stream.on("data", (res) => {
+        if (stream !== this.stream) return;
+        if (!created && res.created) {
+          created = true;
+          clearTimeout(timer);
+          this.connectedOnce = true;
+          this.backoffMs = 100;
+          resolve();
+        }
+        this.onResponse(res);
+      });
+      const broken = (err: Error): void => {
+        if (!created) {
+          created = true;
+          clearTimeout(timer);
+          this.dropStream(stream);
+          reject(new StoreUnavailableError(`etcd: watch failed: ${err.message}`, { cause: err }));
+          return;
+        }
+        if (stream !== this.stream) return;
+        this.dropStream(stream);
+        this.lost(err);
+      };
+      stream.on("error", broken);
+      stream.on("end", () => broken(new EtcdWatchStreamEnded()));
+      stream.write({
+        create_request: { key, range_end: rangeEnd, start_revision: this.next, progress_notify: true },
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.stream !== undefined) this.dropStream(this.stream);
+    this.onClosed();
+  }
+
+  private onResponse(res: IWatchResponse): void {
+    if (this.closed) return;
+    if (res.canceled) {
+      const compactRevision = num(res.compact_revision);
+      const reason =
+        compactRevision > 0
+          ? `revision ${this.next - 1} is compacted (history starts at revision ${compactRevision})`
+          : `etcd cancelled the watch: ${res.cancel_reason || "no reason given"}`;
+      void this.close();
+      this.call(() => this.handlers.onReset(reason));
+      return;
+    }
+    const events = res.events ?? [];
+    if (events.length === 0) {
+      // A progress notification: everything up to the header's revision has been sent.
+      if (!res.created) this.next = Math.max(this.next, num(res.header.revision) + 1);
+      return;
+    }
+    let group: WatchEvent[] = [];
+    let rev = -1;
+    for (const ev of events) {
+      const modRevision = num(ev.kv.mod_revision);
+      if (modRevision !== rev && group.length > 0) {
+        this.deliver(group);
+        group = [];
+      }
+      rev = modRevision;
+      const out: WatchEvent = {
+        type: ev.type === "Delete" ? "delete" : "put",
+        key: ev.kv.key.toString("utf8"),
+        modRevision,
+      };
+      if (out.type === "put") out.value = ev.kv.value.toString("utf8");
+      group.push(out);
+      this.next = Math.max(this.next, modRevision + 1);
+    }
+    if (group.length > 0) this.deliver(group);
+  }
+
+  private deliver(group: WatchEvent[]): void {
+    if (this.closed) return;
+    this.call(() => this.handlers.onEvents(group));
+  }
+
+  private call(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.handlers.onError?.(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private dropStream(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
+    if (this.stream === stream) this.stream = undefined;
+    stream.cancel();
+  }
+
+  /** The stream broke: report it and resume from the next undelivered revision. */
+  private lost(err: Error): void {
+    if (this.closed || this.store.isClosed) return;
+    const reason =
+      err instanceof StoreUnavailableError
+        ? err
+        : new StoreUnavailableError(`etcd: watch stream lost: ${err.message}`, { cause: err });
+    this.handlers.onError?.(reason);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.retryTimer !== undefined) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.store.watchBackoffMaxMs);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.closed || this.store.isClosed) return;
+      this.connect().catch((err: unknown) => {
+        if (this.closed) return;
+        this.lost(err instanceof Error ? err : new Error(String(err)));
+      });
+    }, delay);
+  }
+}

@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EtcdStore } from "../../src/store/etcd.js";
+import { openStore } from "../../src/store/index.js";
+import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
+import { collect, storeSuite, waitFor } from "./store.suite.js";
+
+let etcd: TestEtcd | undefined;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+function endpoint(): string {
+  if (etcd === undefined) throw new Error("etcd was not started");
+  return etcd.endpoint;
+}
+
+describe("EtcdStore", () => {
+  storeSuite({
+    open: async () => ({
+      store: new EtcdStore([endpoint()]),
+      peer: async () => new EtcdStore([endpoint()]),
+    }),
+    compact: async (store, revision) => {
+      if (!(store instanceof EtcdStore)) throw new Error("not an EtcdStore");
+      await store.compact(revision);
+    },
+    leaseTtlSeconds: 1,
+  });
+});
+
+describe("EtcdStore specifics", () => {
+  it("openStore opens etcd:// URLs", async () => {
+    const store = await openStore(`etcd://${endpoint()}`);
+    try {
+      const r = await store.txn([], [{ type: "put", key: "url/k", value: "v" }]);
+      expect(await store.get("url/k")).toMatchObject({ value: "v", modRevision: r.revision });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a stopped etcd makes calls fail with StoreUnavailableError within the timeout; a watch resumes after", async () => {
+    if (etcd === undefined) throw new Error("etcd was not started");
+    const store: Store = new EtcdStore([endpoint()], { timeoutMs: 1500, maxWatchBackoffMs: 300 });
+    try {
+      const start = await store.txn([], [{ type: "put", key: "outage/before", value: "1" }]);
+      const c = collect();
+      const watch = await store.watch("outage/", start.revision, c.handlers);
+      await etcd.stopServer();
+      for (const call of [
+        () => store.get("outage/before"),
+        () => store.list("outage/"),
+        () => store.txn([], [{ type: "put", key: "outage/x", value: "1" }]),
+        () => store.grantLease(5),
+        () => store.watch("outage/", 0, c.handlers),
+      ]) {
+        const t0 = Date.now();
+        const err: unknown = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(StoreUnavailableError);
+        expect((err as StoreUnavailableError).code).toBe("STORE_UNAVAILABLE");
+        expect(Date.now() - t0).toBeLessThan(1500 + 1000);
+      }
+      await waitFor("the watch to notice the outage", () => c.errors.length > 0, 5000);
+      expect(c.errors.every((e) => e instanceof StoreUnavailableError)).toBe(true);
+      await etcd.startServer();
+      await waitFor(
+        "store reachable again",
+        async () => (await store.get("outage/before").catch(() => "down")) !== "down",
+        10_000,
+      );
+      const after = await store.txn([], [{ type: "put", key: "outage/after", value: "2" }]);
+      await waitFor("the watch resumed", () => c.events().length === 1, 10_000);
+      expect(c.events()).toEqual([
+        { type: "put", key: "outage/after", value: "2", modRevision: after.revision },
+      ]);
+      expect(c.resets).toEqual([]);
+      await watch.close();
+    } finally {
+      await store.close();
+      if (etcd.pid === undefined) await etcd.startServer();
+    }
+  }, 40_000);
+
+  it("an unreachable endpoint fails within the timeout", async () => {
+    const store = new EtcdStore(["127.0.0.1:1"], { timeoutMs: 800 });
+    try {
+      const t0 = Date.now();
+      await expect(store.get("k")).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("with several endpoints, a dead one does not stop requests", async () => {
+    const store = new EtcdStore(["127.0.0.1:1", endpoint()], { timeoutMs: 2000 });
+    try {
+      for (let i = 0; i < 6; i++) {
+        await store.txn([], [{ type: "put", key: `multi/${i}`, value: "1" }]);
+      }
+      expect((await store.list("multi/")).items).toHaveLength(6);
+    } finally {
+      await store.close();
+    }
+  });
+});
