@@ -1,0 +1,30 @@
+/**
+ * Every failure the control model reports to a caller is an OverlayError: a stable code for
+ * programs, a one-line message for people, and the values the message was built from.
+ */
+
+export type OverlayErrorCode =
+  "INVALID_ARGUMENT" | "NOT_FOUND" | "ALREADY_EXISTS" | "FAILED_PRECONDITION" | "EXHAUSTED" | "CONFLICT";
+
+export class OverlayError extends Error {
+  constructor(
+    readonly code: OverlayErrorCode,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = "OverlayError";
+  }
+}
+
+export function invalid(message: string, details?: Record<string, unknown>): OverlayError {
+  return new OverlayError("INVALID_ARGUMENT", message, details);
+}
+
+export function notFound(message: string, details?: Record<string, unknown>): OverlayError {
+  return new OverlayError("NOT_FOUND", message, details);
+}
+
+export function precondition(message: string, details?: Record<string, unknown>): OverlayError {
+  return new OverlayError("FAILED_PRECONDITION", message, details);
+}

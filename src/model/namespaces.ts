@@ -1,0 +1,336 @@
+/**
+ * Namespace VNI policy.
+ *
+ * With isolation on (the default), every namespace has a VNI of its own, allocated from
+ * FIRST_VNI up; `joinNamespaces` puts namespaces on one VNI, `isolateNamespaces` gives each a
+ * VNI of its own again. Frames never cross from one VNI to another, except that GLOBAL_VNI is
+ * global (as VNID 0 is in OpenShift's multitenant mode): its ports reach and are reached by every
+ * VNI. The node gateway ports live there, and `makeGlobal` puts a namespace there.
+ *
+ * Global by default: kube-system. Cluster DNS (CoreDNS/kube-dns) and the other cluster add-ons
+ * run there, and a pod in an isolated namespace that cannot reach cluster DNS cannot resolve any
+ * name; kube-system holds only cluster-administered workloads, so opening it costs nothing that
+ * isolation is meant to protect. Every other namespace (default included) is isolated; an
+ * administrator makes e.g. an ingress or monitoring namespace global with --make-global.
+ *
+ * With `--isolate-ns=False` every namespace is on GLOBAL_VNI: all pods reach each other, which is
+ * what turning isolation off means. The per-namespace VNIs are still kept, unused.
+ *
+ * Namespaces are known from pods that use them (source "pod"), from `dctl namespace create`
+ * ("dctl"), from network creation ("builtin": the namespaces every Kubernetes cluster has) and,
+ * later, from Kubernetes itself ("kubernetes").
+ */
+import type { Compare, Op, Store } from "../store/store.js";
+import { OverlayError, invalid, notFound, precondition } from "./errors.js";
+import { namespaceEndpointsPrefix, namespaceKey, namespacesPrefix, networkKey } from "./keys.js";
+import { checkNamespaceName } from "./names.js";
+import { getNetwork } from "./network.js";
+import {
+  encode,
+  now,
+  parseNamespace,
+  type Entry,
+  type Listing,
+  type NamespaceRecord,
+  type NamespaceSource,
+  type NetworkRecord,
+} from "./records.js";
+import { RETRY, listParsed, retrying } from "./storeutil.js";
+
+export const GLOBAL_VNI = 1;
+export const FIRST_VNI = 4096;
+export const MAX_VNI = 0xffffff;
+
+/** The namespaces every Kubernetes cluster has, known to a network from its creation. */
+export const BUILTIN_NAMESPACES: readonly string[] = [
+  "default",
+  "kube-node-lease",
+  "kube-public",
+  "kube-system",
+];
+/** Namespaces placed on the global VNI when they first become known (see above for why). */
+export const GLOBAL_BY_DEFAULT: readonly string[] = ["kube-system"];
+
+// ---- pure policy -------------------------------------------------------------------------
+
+/** The VNI every namespace of the network is on, as the switches must program it. */
+export function computeVnis(
+  network: NetworkRecord,
+  namespaces: readonly NamespaceRecord[],
+): Map<string, number> {
+  const vnis = new Map<string, number>();
+  for (const ns of namespaces) {
+    if (ns.network !== network.name) continue;
+    vnis.set(ns.name, network.isolateNs ? ns.vni : GLOBAL_VNI);
+  }
+  return vnis;
+}
+
+/** Whether a frame from a port on `fromVni` may be delivered to a port on `toVni`. */
+export function vniReaches(fromVni: number, toVni: number): boolean {
+  return fromVni === toVni || fromVni === GLOBAL_VNI || toVni === GLOBAL_VNI;
+}
+
+export function nextFreeVni(used: Iterable<number>): number {
+  const taken = new Set(used);
+  for (let vni = FIRST_VNI; vni <= MAX_VNI; vni++) if (!taken.has(vni)) return vni;
+  throw new OverlayError("EXHAUSTED", `no free VNI left between ${FIRST_VNI} and ${MAX_VNI}`);
+}
+
+export type NamespacePolicy = "global" | "isolated" | "joined" | "shared";
+
+export interface NamespaceView {
+  name: string;
+  network: string;
+  /** The VNI in effect. */
+  vni: number;
+  policy: NamespacePolicy;
+  /** Other namespaces on the same (non-global) VNI. */
+  joinedWith: string[];
+  sources: NamespaceSource[];
+}
+
+export function describeNamespaces(
+  network: NetworkRecord,
+  namespaces: readonly NamespaceRecord[],
+): NamespaceView[] {
+  const vnis = computeVnis(network, namespaces);
+  const byVni = new Map<number, string[]>();
+  for (const [name, vni] of vnis) byVni.set(vni, [...(byVni.get(vni) ?? []), name]);
+  return namespaces
+    .filter((ns) => ns.network === network.name)
+    .map((ns) => {
+      const vni = vnis.get(ns.name) ?? GLOBAL_VNI;
+      const peers = (byVni.get(vni) ?? []).filter((n) => n !== ns.name).sort();
+      let policy: NamespacePolicy;
+      if (!network.isolateNs) policy = "shared";
+      else if (vni === GLOBAL_VNI) policy = "global";
+      else policy = peers.length > 0 ? "joined" : "isolated";
+      return {
+        name: ns.name,
+        network: ns.network,
+        vni,
+        policy,
+        joinedWith: policy === "joined" ? peers : [],
+        sources: [...ns.sources],
+      };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The records a new network starts with: the builtin namespaces, kube-system global. */
+export function initialNamespaces(network: string): NamespaceRecord[] {
+  const used: number[] = [];
+  return BUILTIN_NAMESPACES.map((name) => {
+    const vni = GLOBAL_BY_DEFAULT.includes(name) ? GLOBAL_VNI : nextFreeVni(used);
+    used.push(vni);
+    return { schemaVersion: 1, network, name, vni, sources: ["builtin"], createdAt: now() };
+  });
+}
+
+// ---- store operations --------------------------------------------------------------------
+
+export async function listNamespaces(store: Store, network: string): Promise<Listing<NamespaceRecord>> {
+  return listParsed(store, namespacesPrefix(network), parseNamespace);
+}
+
+interface PlanContext {
+  network: NetworkRecord;
+  namespaces: Map<string, Entry<NamespaceRecord>>;
+}
+
+/**
+ * Reads the network and its namespaces, lets `plan` decide which records to write, and writes
+ * them in one transaction that fails if any namespace of the network changed meanwhile, so
+ * that two writers never hand out one VNI twice. Retries until it wins.
+ */
+async function mutateNamespaces<T>(
+  store: Store,
+  networkName: string,
+  what: string,
+  plan: (ctx: PlanContext) => { puts: NamespaceRecord[]; result: T },
+): Promise<T> {
+  return retrying(what, async () => {
+    const net = await getNetwork(store, networkName);
+    const listing = await listNamespaces(store, networkName);
+    const namespaces = new Map(listing.entries.map((e) => [e.value.name, e]));
+    const { puts, result } = plan({ network: net.value, namespaces });
+    if (puts.length === 0) return result;
+    const compares: Compare[] = [
+      { key: networkKey(networkName), modRevision: net.kv.modRevision },
+      { prefix: namespacesPrefix(networkName), maxModRevision: listing.revision },
+    ];
+    const ops: Op[] = [];
+    for (const rec of puts) {
+      const key = namespaceKey(networkName, rec.name);
+      compares.push({ key, modRevision: namespaces.get(rec.name)?.kv.modRevision ?? 0 });
+      ops.push({ type: "put", key, value: encode(rec) });
+    }
+    const txn = await store.txn(compares, ops);
+    return txn.succeeded ? result : RETRY;
+  });
+}
+
+function usedVnis(namespaces: Map<string, Entry<NamespaceRecord>>): number[] {
+  return [...namespaces.values()].map((e) => e.value.vni);
+}
+
+/**
+ * Makes a namespace known to a network (idempotent). A namespace new to the network gets a VNI
+ * of its own, or GLOBAL_VNI if it is global by default.
+ */
+export async function ensureNamespace(
+  store: Store,
+  network: string,
+  name: string,
+  source: NamespaceSource,
+): Promise<NamespaceRecord> {
+  checkNamespaceName(name);
+  return mutateNamespaces(store, network, `registering namespace ${name}`, ({ namespaces }) => {
+    const existing = namespaces.get(name)?.value;
+    if (existing !== undefined) {
+      if (existing.sources.includes(source)) return { puts: [], result: existing };
+      const updated = { ...existing, sources: [...existing.sources, source] };
+      return { puts: [updated], result: updated };
+    }
+    const vni = GLOBAL_BY_DEFAULT.includes(name) ? GLOBAL_VNI : nextFreeVni(usedVnis(namespaces));
+    const created: NamespaceRecord = {
+      schemaVersion: 1,
+      network,
+      name,
+      vni,
+      sources: [source],
+      createdAt: now(),
+    };
+    return { puts: [created], result: created };
+  });
+}
+
+/** Forgets a namespace; refused while pods of the namespace have endpoints on the network. */
+export async function deleteNamespace(store: Store, network: string, name: string): Promise<void> {
+  await retrying(`deleting namespace ${name}`, async () => {
+    const key = namespaceKey(network, name);
+    const kv = await store.get(key);
+    if (kv === undefined)
+      throw notFound(`namespace ${name} not found on network ${network}`, { network, name });
+    const endpoints = await store.list(namespaceEndpointsPrefix(network, name));
+    if (endpoints.items.length > 0) {
+      const n = endpoints.items.length;
+      throw precondition(
+        `cannot delete namespace ${name}: ${n} endpoint${n === 1 ? "" : "s"} on network ${network} still use it; delete those pods first`,
+        { network, name, endpoints: n },
+      );
+    }
+    const txn = await store.txn(
+      [
+        { key, modRevision: kv.modRevision },
+        { prefix: namespaceEndpointsPrefix(network, name), maxModRevision: 0 },
+      ],
+      [{ type: "delete", key }],
+    );
+    return txn.succeeded ? undefined : RETRY;
+  });
+}
+
+function requireIsolation(network: NetworkRecord): void {
+  if (!network.isolateNs) {
+    throw precondition(
+      `namespace isolation is off on network ${network.name} (created with --isolate-ns=False): every namespace already shares one VNI`,
+      { network: network.name },
+    );
+  }
+}
+
+/** The distinct names of a list given by a user, validated and known to the network. */
+function knownNames(
+  names: readonly string[],
+  ctx: PlanContext,
+  minimum: number,
+  verb: string,
+): Entry<NamespaceRecord>[] {
+  const distinct = [...new Set(names.map((n) => n.trim()).filter((n) => n !== ""))];
+  if (distinct.length < minimum) {
+    throw invalid(
+      minimum === 1
+        ? `${verb} needs at least one namespace`
+        : `${verb} needs at least ${minimum} different namespaces, got ${distinct.length === 0 ? "none" : distinct.join(",")}`,
+    );
+  }
+  return distinct.map((name) => {
+    checkNamespaceName(name);
+    const entry = ctx.namespaces.get(name);
+    if (entry === undefined) {
+      throw notFound(
+        `namespace ${name} is not known on network ${ctx.network.name}; create it with "dctl namespace create ${name}" or start a pod in it`,
+        { network: ctx.network.name, namespace: name },
+      );
+    }
+    return entry;
+  });
+}
+
+/**
+ * Puts the namespaces on one VNI: that of the first one named, so `join a,b` brings b into a's
+ * group and a's other members stay with it. Global namespaces cannot be joined: they already
+ * reach everything, and joining would silently make the others global. Returns the group.
+ */
+export async function joinNamespaces(
+  store: Store,
+  network: string,
+  names: readonly string[],
+): Promise<string[]> {
+  return mutateNamespaces(store, network, "joining namespaces", (ctx) => {
+    requireIsolation(ctx.network);
+    const entries = knownNames(names, ctx, 2, "join");
+    for (const e of entries) {
+      if (e.value.vni === GLOBAL_VNI) {
+        throw precondition(
+          `cannot join namespace ${e.value.name}: it is global (VNI ${GLOBAL_VNI}) and already reaches every namespace; isolate it first`,
+          { network, namespace: e.value.name },
+        );
+      }
+    }
+    const target = (entries[0] as Entry<NamespaceRecord>).value.vni;
+    const puts = entries.filter((e) => e.value.vni !== target).map((e) => ({ ...e.value, vni: target }));
+    return { puts, result: entries.map((e) => e.value.name) };
+  });
+}
+
+/** Gives each namespace a VNI of its own (taking it off the global VNI or out of its group). */
+export async function isolateNamespaces(
+  store: Store,
+  network: string,
+  names: readonly string[],
+): Promise<string[]> {
+  return mutateNamespaces(store, network, "isolating namespaces", (ctx) => {
+    requireIsolation(ctx.network);
+    const entries = knownNames(names, ctx, 1, "isolate");
+    const vniOf = new Map([...ctx.namespaces.values()].map((e) => [e.value.name, e.value.vni]));
+    const puts: NamespaceRecord[] = [];
+    for (const e of entries) {
+      const vni = vniOf.get(e.value.name) as number;
+      const shared = [...vniOf].some(([other, v]) => other !== e.value.name && v === vni);
+      if (vni !== GLOBAL_VNI && !shared) continue;
+      const fresh = nextFreeVni(vniOf.values());
+      vniOf.set(e.value.name, fresh);
+      puts.push({ ...e.value, vni: fresh });
+    }
+    return { puts, result: entries.map((e) => e.value.name) };
+  });
+}
+
+/** Puts the namespaces on the global VNI: their pods reach and are reached by every namespace. */
+export async function makeNamespacesGlobal(
+  store: Store,
+  network: string,
+  names: readonly string[],
+): Promise<string[]> {
+  return mutateNamespaces(store, network, "making namespaces global", (ctx) => {
+    requireIsolation(ctx.network);
+    const entries = knownNames(names, ctx, 1, "make-global");
+    const puts = entries
+      .filter((e) => e.value.vni !== GLOBAL_VNI)
+      .map((e) => ({ ...e.value, vni: GLOBAL_VNI }));
+    return { puts, result: entries.map((e) => e.value.name) };
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * Nodes (registered by their agents, under a lease so that a vanished node disappears) and the
+ * cluster's data networks. The overlay subnet must not overlap either.
+ */
+import type { LeaseId, Store } from "../store/store.js";
+import { invalid, notFound } from "./errors.js";
+import { formatCidr, networkAddress, parseCidr, parseIpv4 } from "./ipv4.js";
+import { DATANETS, NODES, dataNetworkKey, nodeKey } from "./keys.js";
+import { checkNetworkName, checkNodeName } from "./names.js";
+import {
+  encode,
+  now,
+  parseDataNetwork,
+  parseNode,
+  type DataNetworkRecord,
+  type Listing,
+  type NodeRecord,
+} from "./records.js";
+import { listParsed } from "./storeutil.js";
+
+export interface RegisterNodeInput {
+  name: string;
+  underlayIp: string;
+  managementCidr?: string;
+}
+
+export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
+  checkNodeName(input.name);
+  if (parseIpv4(input.underlayIp) === undefined) {
+    throw invalid(
+      `invalid underlay IP "${input.underlayIp}" for node ${input.name}: expected an IPv4 address`,
+    );
+  }
+  const record: NodeRecord = {
+    schemaVersion: 1,
+    name: input.name,
+    underlayIp: input.underlayIp,
+    registeredAt: now(),
+  };
+  if (input.managementCidr !== undefined) {
+    const cidr = parseCidr(input.managementCidr);
+    if (cidr === undefined) {
+      throw invalid(
+        `invalid management network "${input.managementCidr}" for node ${input.name}: expected CIDR form, e.g. 10.0.0.0/24`,
+      );
+    }
+    record.managementCidr = formatCidr({ address: networkAddress(cidr), prefixLength: cidr.prefixLength });
+  }
+  return record;
+}
+
+/** Writes the node's record; with a lease, the record vanishes when the agent stops renewing it. */
+export async function registerNode(
+  store: Store,
+  input: RegisterNodeInput,
+  lease?: LeaseId,
+): Promise<NodeRecord> {
+  const record = buildNodeRecord(input);
+  const op = { type: "put" as const, key: nodeKey(record.name), value: encode(record) };
+  await store.txn([], [lease === undefined ? op : { ...op, lease }]);
+  return record;
+}
+
+export async function listNodes(store: Store): Promise<Listing<NodeRecord>> {
+  return listParsed(store, NODES, parseNode);
+}
+
+export async function putDataNetwork(
+  store: Store,
+  name: string,
+  cidrText: string,
+): Promise<DataNetworkRecord> {
+  checkNetworkName(name);
+  const cidr = parseCidr(cidrText);
+  if (cidr === undefined) {
+    throw invalid(`invalid data network subnet "${cidrText}": expected CIDR form, e.g. 192.168.10.0/24`);
+  }
+  const record: DataNetworkRecord = {
+    schemaVersion: 1,
+    name,
+    cidr: formatCidr({ address: networkAddress(cidr), prefixLength: cidr.prefixLength }),
+  };
+  await store.txn([], [{ type: "put", key: dataNetworkKey(name), value: encode(record) }]);
+  return record;
+}
+
+export async function listDataNetworks(store: Store): Promise<Listing<DataNetworkRecord>> {
+  return listParsed(store, DATANETS, parseDataNetwork);
+}
+
+export async function deleteDataNetwork(store: Store, name: string): Promise<void> {
+  const kv = await store.get(dataNetworkKey(name));
+  if (kv === undefined) throw notFound(`data network ${name} not found`, { name });
+  await store.txn([], [{ type: "delete", key: kv.key }]);
+}
