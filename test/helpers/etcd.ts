@@ -42,10 +42,10 @@ export interface TestEtcd {
 }
 
 /** Fails with a clear message when the etcd binary is missing (tests never skip on that). */
-export function requireEtcdBinary(): void {
-  if (!existsSync(ETCD_BINARY)) {
+export function requireEtcdBinary(binary = ETCD_BINARY): void {
+  if (!existsSync(binary)) {
     throw new Error(
-      `etcd is not installed (${ETCD_BINARY} missing): install Debian's etcd-server package ` +
+      `etcd is not installed (${binary} missing): install Debian's etcd-server package ` +
         `(apt-get install etcd-server; .ci/install-deps does this) or set ETCD_BINARY`,
     );
   }
