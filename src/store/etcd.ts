@@ -280,11 +280,17 @@ export class EtcdStore implements Store {
   }
 
   private async keepAlive(id: LeaseId): Promise<boolean> {
-    const res = await this.call("keepAlive", async () => {
-      const stream = await this.client.leaseClient.leaseKeepAlive();
-      return oneResponse<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>(stream, { ID: id });
-    });
-    return num(res.TTL) > 0;
+    let stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
+    try {
+      const res = await this.call("keepAlive", async () => {
+        stream = await this.client.leaseClient.leaseKeepAlive();
+        return oneResponse(stream, { ID: id });
+      });
+      return num(res.TTL) > 0;
+    } finally {
+      // Also when the answer never came: do not leave the stream open.
+      stream?.cancel();
+    }
   }
 
   private async revoke(id: LeaseId): Promise<void> {
@@ -369,7 +375,6 @@ class EtcdWatch {
   private retryTimer: NodeJS.Timeout | undefined;
   private backoffMs = 100;
   private closed = false;
-  private connectedOnce = false;
 
   constructor(
     private readonly store: EtcdStore,
@@ -403,7 +408,6 @@ class EtcdWatch {
         if (!created && res.created) {
           created = true;
           clearTimeout(timer);
-          this.connectedOnce = true;
           this.backoffMs = 100;
           resolve();
         }
