@@ -1,0 +1,85 @@
+/** What every command needs: the store, output streams and the chosen output format. */
+import type { Command } from "commander";
+import { openStore, storeUrlFromEnv } from "../store/index.js";
+import type { Store } from "../store/store.js";
+import { invalid, type Listing } from "../model/index.js";
+import { OUTPUT_FORMATS, messages, type OutputFormat } from "./format.js";
+
+export interface TextSink {
+  write(text: string): unknown;
+}
+
+export interface DctlIo {
+  /** A store to use as is (left open); otherwise one is opened from --store / OVERLAY_STORE. */
+  store?: Store;
+  env?: NodeJS.ProcessEnv;
+  stdout: TextSink;
+  stderr: TextSink;
+}
+
+export class CliContext {
+  private opened: Store | undefined;
+
+  constructor(
+    private readonly io: DctlIo,
+    private readonly program: Command,
+  ) {}
+
+  /** The store named by --store, else $OVERLAY_STORE, else the default; opened once. */
+  async store(): Promise<Store> {
+    if (this.io.store !== undefined) return this.io.store;
+    if (this.opened !== undefined) return this.opened;
+    const flag = this.program.opts<{ store?: string }>().store;
+    const url = flag ?? storeUrlFromEnv(this.io.env ?? process.env);
+    try {
+      this.opened = await openStore(url);
+    } catch (e) {
+      throw new StoreOpenError(url, e);
+    }
+    return this.opened;
+  }
+
+  async close(): Promise<void> {
+    const s = this.opened;
+    this.opened = undefined;
+    await s?.close();
+  }
+
+  out(text: string): void {
+    this.io.stdout.write(text);
+  }
+
+  err(text: string): void {
+    this.io.stderr.write(text);
+  }
+
+  /** Reports the records a listing had to skip, and hands back what parsed. */
+  parsed<T>(listing: Listing<T>): T[] {
+    for (const p of listing.problems) this.err(messages.badRecord(p));
+    return listing.entries.map((e) => e.value);
+  }
+}
+
+export class StoreOpenError extends Error {
+  constructor(url: string, cause: unknown) {
+    super(`cannot open the store ${url}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "StoreOpenError";
+  }
+}
+
+export function outputFormat(value: unknown): OutputFormat {
+  const v = value === undefined ? "table" : String(value);
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(v)) {
+    throw invalid(`invalid output format "${v}": expected ${OUTPUT_FORMATS.join(" or ")}`);
+  }
+  return v as OutputFormat;
+}
+
+/** Splits "a,b" (and "a" "b") into names. */
+export function nameList(values: string | readonly string[]): string[] {
+  const all = typeof values === "string" ? [values] : values;
+  return all.flatMap((v) => v.split(",")).map((v) => v.trim());
+}
+
+export const OUTPUT_FLAG = "-o, --output <format>";
+export const OUTPUT_HELP = "output format: table or json";
