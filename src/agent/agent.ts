@@ -1,0 +1,512 @@
+/**
+ * The node agent. It registers its node under a lease, runs the node's switch, keeps the
+ * switch's tables equal to what the cluster's records say (ClusterView -> desiredState -> the
+ * switch), and plumbs pods for the CNI plugin.
+ *
+ * Restart: pod TAPs are persistent; a new agent finds its node's endpoints in the store and
+ * re-attaches their devices, so pods keep their interface, address and MAC.
+ * Stop: the lease is left to lapse rather than revoked, so a restart within its TTL is not seen
+ * by peers as the node leaving.
+ */
+import type { Logger } from "pino";
+import { existsSync } from "node:fs";
+import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "../cni/protocol.js";
+import { Switch, VXLAN_OVERHEAD, type RemoteEndpoint } from "../dataplane/switch.js";
+import { createEndpoint, deleteEndpoint, DEFAULT_IFNAME } from "../model/endpoints.js";
+import { formatIpv4, parseCidr, parseIpv4 } from "../model/ipv4.js";
+import { endpointKey } from "../model/keys.js";
+import { GLOBAL_VNI } from "../model/namespaces.js";
+import { registerNode } from "../model/nodes.js";
+import { getPerfTier } from "../model/perftier.js";
+import { parseEndpoint, type EndpointRecord } from "../model/records.js";
+import type { Lease, Store } from "../store/store.js";
+import { desiredState, endpointId, type DesiredState, type GatewayPort } from "./desired.js";
+import { toAgentError } from "./errors.js";
+import { configureGateway, configurePod, netnsExists } from "./plumbing.js";
+import { AgentServer } from "./server.js";
+import { ClusterView } from "./view.js";
+
+export interface AgentOptions {
+  node: string;
+  underlayIp: string;
+  store: Store;
+  socketPath: string;
+  logger: Logger;
+  managementCidr?: string;
+  underlayMtu?: number;
+  workers?: number;
+  offloads?: boolean;
+  leaseTtlSeconds?: number;
+  /** How long to wait after a change before reprogramming, to batch bursts of events. */
+  debounceMs?: number;
+}
+
+/** ADD and CHECK requests: the ones that name the pod and its namespace. */
+type AttachRequest = Extract<AgentRequest, { podName: string; netns: string }>;
+
+interface LocalPort {
+  id: number;
+  vni: number;
+  endpoint: EndpointRecord;
+}
+
+/** Serialises the sections that touch the switch and the port maps. */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/** Name of the gateway port for a block: "ovgw" and the block's third and fourth octet in hex. */
+export function gatewayPortName(block: string): string {
+  const cidr = parseCidr(block);
+  const low = cidr ? cidr.address & 0xffff : 0;
+  return `ovgw${low.toString(16).padStart(4, "0")}`;
+}
+
+export class Agent {
+  private readonly log: Logger;
+  private readonly store: Store;
+  private sw: Switch | undefined;
+  private view: ClusterView | undefined;
+  private server: AgentServer | undefined;
+  private lease: Lease | undefined;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private readonly lock = new Mutex();
+  private readonly ports = new Map<string, LocalPort>();
+  private readonly gateways = new Map<string, { id: number; name: string }>();
+  private readonly adding = new Set<string>();
+  private programmedPeers = "";
+  private programmedRemotes = "";
+  private ready = false;
+  private stopped = false;
+  readonly podMtu: number;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.logger;
+    this.store = opts.store;
+    this.podMtu = (opts.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  get dataplane(): Switch | undefined {
+    return this.sw;
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.sw = new Switch({
+      underlayIp: o.underlayIp,
+      underlayMtu: o.underlayMtu ?? 1500,
+      workers: o.workers ?? 2,
+      offloads: o.offloads ?? true,
+    });
+    this.log.info({ features: this.sw.features() }, "switch started");
+    this.sw.setGlobalVnis([GLOBAL_VNI]);
+    await this.register();
+    this.view = new ClusterView(this.store, {
+      onChange: () => this.scheduleReconcile(),
+      onProblem: (p) => this.log.warn({ key: p.key, problem: p.problem }, "skipping invalid record"),
+      onReset: (reason) => this.log.warn({ reason }, "store watch reset; re-listing"),
+    });
+    await this.view.start();
+    await this.reconcile();
+    this.server = new AgentServer(o.socketPath, (req) => this.handle(req));
+    await this.server.listen();
+    this.ready = true;
+    this.log.info({ socket: o.socketPath, node: o.node }, "agent ready");
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.ready = false;
+    clearInterval(this.keepAliveTimer);
+    clearTimeout(this.reconcileTimer);
+    await this.server?.close();
+    await this.view?.close();
+    await this.lock.run(async () => {
+      // Ports are persistent: closing the switch leaves pod devices in place for the next agent.
+      this.sw?.close();
+      this.sw = undefined;
+    });
+    this.log.info("agent stopped");
+  }
+
+  // ---- node registration ------------------------------------------------------------------
+
+  private async register(): Promise<void> {
+    const ttl = this.opts.leaseTtlSeconds ?? 10;
+    this.lease = await this.store.grantLease(ttl);
+    await registerNode(
+      this.store,
+      { name: this.opts.node, underlayIp: this.opts.underlayIp, managementCidr: this.opts.managementCidr },
+      this.lease.id,
+    );
+    clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = setInterval(() => void this.keepAlive(), Math.max(1000, (ttl * 1000) / 3));
+    this.keepAliveTimer.unref();
+  }
+
+  private async keepAlive(): Promise<void> {
+    try {
+      const alive = (await this.lease?.keepAlive()) ?? false;
+      if (!alive && !this.stopped) {
+        this.log.warn("node lease lapsed; registering again");
+        await this.register();
+      }
+    } catch (err) {
+      this.log.warn({ err: String(err) }, "cannot renew node lease");
+    }
+  }
+
+  // ---- tables ------------------------------------------------------------------------------
+
+  private scheduleReconcile(): void {
+    if (this.stopped || this.reconcileTimer) return;
+    this.reconcileTimer = setTimeout(() => {
+      this.reconcileTimer = undefined;
+      this.reconcile().catch((err: unknown) => this.log.error({ err: String(err) }, "reconcile failed"));
+    }, this.opts.debounceMs ?? 10);
+  }
+
+  /** Brings the switch to the desired state computed from the current view. */
+  reconcile(): Promise<void> {
+    return this.lock.run(async () => {
+      const sw = this.sw;
+      if (!sw || !this.view) return;
+      const d = desiredState(this.view.snapshot(), this.opts.node);
+      const peers = JSON.stringify(d.peers);
+      if (peers !== this.programmedPeers) {
+        sw.setPeers(d.peers.map((ip) => ({ ip })));
+        this.programmedPeers = peers;
+        this.log.info({ peers: d.peers }, "peers programmed");
+      }
+      const remotes = JSON.stringify(d.remotes);
+      if (remotes !== this.programmedRemotes) {
+        sw.replaceRemotes(d.remotes as RemoteEndpoint[]);
+        this.programmedRemotes = remotes;
+        this.log.debug({ count: d.remotes.length }, "remote endpoints programmed");
+      }
+      await this.reconcileGateways(sw, d.gateways);
+      await this.reconcileLocal(sw, d);
+    });
+  }
+
+  private async reconcileGateways(sw: Switch, wanted: GatewayPort[]): Promise<void> {
+    for (const [block, gw] of this.gateways) {
+      if (wanted.some((g) => g.block === block)) continue;
+      sw.removePort(gw.id, { destroy: true });
+      this.gateways.delete(block);
+    }
+    for (const [i, g] of wanted.entries()) {
+      if (this.gateways.has(g.block)) continue;
+      const name = gatewayPortName(g.block);
+      try {
+        const id = sw.addPort({
+          name,
+          kind: "host",
+          vni: GLOBAL_VNI,
+          mac: g.mac,
+          ipv4: g.ip,
+          persistent: true,
+          mtu: this.podMtu,
+        });
+        const prefix = parseCidr(g.subnet)?.prefixLength ?? 16;
+        await configureGateway(name, g.ip, prefix, i === 0);
+        this.gateways.set(g.block, { id, name });
+        this.log.info({ block: g.block, gateway: g.ip, port: name }, "gateway port up");
+      } catch (err) {
+        this.log.error({ block: g.block, err: String(err) }, "cannot create gateway port");
+      }
+    }
+  }
+
+  private async reconcileLocal(sw: Switch, d: DesiredState): Promise<void> {
+    const wanted = new Map(d.localEndpoints.map((e) => [endpointId(e), e]));
+    // Ports whose endpoint is gone from the store (deleted elsewhere, or by GC): detach. The store
+    // is asked directly, so an endpoint that was just created and is not yet in the view stays.
+    for (const [id, port] of this.ports) {
+      if (wanted.has(id) || this.adding.has(id)) continue;
+      const e = port.endpoint;
+      const kv = await this.store
+        .get(endpointKey(e.network, e.namespace, e.pod))
+        .catch(() => "unknown" as const);
+      if (kv === "unknown") continue;
+      const current = kv ? parseEndpoint(kv) : undefined;
+      if (current?.ok && current.value.containerId === e.containerId) continue;
+      sw.removePort(port.id, { destroy: true });
+      this.ports.delete(id);
+      this.log.info({ endpoint: id }, "port removed: endpoint no longer in the store");
+    }
+    for (const [id, e] of wanted) {
+      const port = this.ports.get(id);
+      const vni = d.localVnis.get(id);
+      if (port) {
+        if (vni !== undefined && vni !== port.vni) {
+          sw.setPortVni(port.id, vni);
+          this.log.info({ endpoint: id, from: port.vni, to: vni }, "port moved to another VNI");
+          port.vni = vni;
+        }
+        continue;
+      }
+      if (this.adding.has(id) || vni === undefined) continue;
+      // A pod of this node without a port: the agent restarted. Re-attach its device.
+      if (!netnsExists(e.netns)) {
+        this.log.warn({ endpoint: id, netns: e.netns }, "pod namespace is gone; leaving the endpoint to GC");
+        continue;
+      }
+      try {
+        this.attach(sw, e, vni);
+        await configurePod({
+          netns: e.netns,
+          ifname: e.ifname,
+          ip: e.ip,
+          prefixLength: e.prefixLength,
+          gateway: e.gateway,
+        });
+        this.log.info({ endpoint: id }, "re-attached pod");
+      } catch (err) {
+        this.log.error({ endpoint: id, err: String(err) }, "cannot re-attach pod");
+      }
+    }
+  }
+
+  private attach(sw: Switch, e: EndpointRecord, vni: number): LocalPort {
+    const tier = getPerfTier(e.tier);
+    const id = sw.addPort({
+      name: e.ifname,
+      netns: e.netns,
+      vni,
+      mac: e.mac,
+      ipv4: e.ip,
+      persistent: true,
+      mtu: this.podMtu,
+      rateBitsPerSec: tier.maxBitsPerSecond ?? 0,
+    });
+    const port = { id, vni, endpoint: e };
+    this.ports.set(endpointId(e), port);
+    return port;
+  }
+
+  // ---- CNI requests ------------------------------------------------------------------------
+
+  async handle(req: AgentRequest): Promise<AgentResponse> {
+    try {
+      switch (req.op) {
+        case "ADD":
+          return await this.add(req);
+        case "DEL":
+          return await this.del(req.containerId, req.ifName);
+        case "CHECK":
+          return await this.check(req.containerId, req.ifName);
+        case "STATUS":
+          return await this.status();
+        case "GC":
+          return await this.gc(req.valid);
+      }
+    } catch (err) {
+      const error = toAgentError(err);
+      this.log.warn({ op: req.op, error }, "request failed");
+      return { ok: false, error };
+    }
+  }
+
+  private result(e: EndpointRecord, netns: string): AttachmentResult {
+    return {
+      interfaces: [{ name: e.ifname, mac: e.mac, sandbox: netns, mtu: this.podMtu }],
+      ips: [{ address: `${e.ip}/${e.prefixLength}`, gateway: e.gateway, interface: 0 }],
+      routes: [{ dst: "0.0.0.0/0", gw: e.gateway }],
+      dns: {},
+    };
+  }
+
+  private async add(req: AttachRequest): Promise<AgentResponse> {
+    if (!this.ready) return { ok: false, error: { code: CNI_ERR.tryAgainLater, msg: "agent is not ready" } };
+    if (!existsSync(req.netns)) {
+      return {
+        ok: false,
+        error: { code: CNI_ERR.invalidEnv, msg: `network namespace ${req.netns} does not exist` },
+      };
+    }
+    const e = await createEndpoint(this.store, {
+      network: req.network,
+      namespace: req.podNamespace,
+      pod: req.podName,
+      node: this.opts.node,
+      tier: req.perfTier,
+      containerId: req.containerId,
+      ifname: req.ifName || DEFAULT_IFNAME,
+      netns: req.netns,
+    });
+    const id = endpointId(e);
+    this.adding.add(id);
+    try {
+      await this.lock.run(async () => {
+        const sw = this.sw;
+        if (!sw) throw new Error("agent is stopping");
+        const existing = this.ports.get(id);
+        if (existing && existing.endpoint.containerId === e.containerId) return;
+        if (existing) {
+          // A recreated sandbox of the same pod: the old device goes with the old container.
+          sw.removePort(existing.id, { destroy: true });
+          this.ports.delete(id);
+        }
+        const vni =
+          (this.view && desiredState(this.view.snapshot(), this.opts.node).localVnis.get(id)) ??
+          (await this.vniFor(e));
+        this.attach(sw, e, vni);
+      });
+      await configurePod({
+        netns: req.netns,
+        ifname: e.ifname,
+        ip: e.ip,
+        prefixLength: e.prefixLength,
+        gateway: e.gateway,
+      });
+    } catch (err) {
+      this.log.error({ endpoint: id, err: String(err) }, "plumbing failed; releasing the address");
+      await this.lock.run(async () => {
+        const port = this.ports.get(id);
+        if (port && port.endpoint.containerId === e.containerId) {
+          this.sw?.removePort(port.id, { destroy: true });
+          this.ports.delete(id);
+        }
+      });
+      await deleteEndpoint(this.store, {
+        network: e.network,
+        namespace: e.namespace,
+        pod: e.pod,
+        containerId: e.containerId,
+      });
+      throw err;
+    } finally {
+      this.adding.delete(id);
+    }
+    this.scheduleReconcile();
+    this.log.info({ endpoint: id, ip: e.ip, container: e.containerId }, "pod attached");
+    return { ok: true, result: this.result(e, req.netns) };
+  }
+
+  /** The VNI of a new endpoint's namespace, read from the store (the view may lag behind). */
+  private async vniFor(e: EndpointRecord): Promise<number> {
+    const { listNamespaces } = await import("../model/namespaces.js");
+    const { getNetwork } = await import("../model/network.js");
+    const net = (await getNetwork(this.store, e.network)).value;
+    if (!net.isolateNs) return GLOBAL_VNI;
+    const ns = (await listNamespaces(this.store, e.network)).entries.find(
+      (n) => n.value.name === e.namespace,
+    );
+    return ns?.value.vni ?? GLOBAL_VNI;
+  }
+
+  private findLocal(containerId: string, ifName: string): LocalPort | undefined {
+    for (const p of this.ports.values()) {
+      if (p.endpoint.containerId === containerId && p.endpoint.ifname === ifName) return p;
+    }
+    return undefined;
+  }
+
+  private async del(containerId: string, ifName: string): Promise<AgentResponse> {
+    const ifname = ifName || DEFAULT_IFNAME;
+    let endpoint = this.findLocal(containerId, ifname)?.endpoint;
+    if (!endpoint && this.view) {
+      endpoint = this.view
+        .snapshot()
+        .endpoints.find(
+          (e) => e.containerId === containerId && e.ifname === ifname && e.node === this.opts.node,
+        );
+    }
+    if (endpoint) {
+      await deleteEndpoint(this.store, {
+        network: endpoint.network,
+        namespace: endpoint.namespace,
+        pod: endpoint.pod,
+        containerId,
+      });
+    }
+    await this.lock.run(async () => {
+      const port = this.findLocal(containerId, ifname);
+      if (port) {
+        this.sw?.removePort(port.id, { destroy: true });
+        this.ports.delete(endpointId(port.endpoint));
+      }
+    });
+    if (endpoint) this.log.info({ endpoint: endpointId(endpoint), container: containerId }, "pod detached");
+    return { ok: true };
+  }
+
+  private async check(containerId: string, ifName: string): Promise<AgentResponse> {
+    const port = this.findLocal(containerId, ifName || DEFAULT_IFNAME);
+    if (!port) {
+      return {
+        ok: false,
+        error: { code: CNI_ERR.unknownContainer, msg: `no endpoint for container ${containerId}` },
+      };
+    }
+    if (!netnsExists(port.endpoint.netns)) {
+      return {
+        ok: false,
+        error: { code: CNI_ERR.ioError, msg: `pod namespace ${port.endpoint.netns} is gone` },
+      };
+    }
+    return { ok: true, result: this.result(port.endpoint, port.endpoint.netns) };
+  }
+
+  private async status(): Promise<AgentResponse> {
+    if (!this.ready) {
+      return {
+        ok: false,
+        error: { code: CNI_ERR.notAvailable, msg: "agent has not programmed its switch yet" },
+      };
+    }
+    try {
+      await this.store.get(endpointKey("_", "_", "_"));
+    } catch (err) {
+      return {
+        ok: false,
+        error: { code: CNI_ERR.notAvailable, msg: "cluster store unreachable", details: String(err) },
+      };
+    }
+    return { ok: true };
+  }
+
+  private async gc(valid: { containerId: string; ifName: string }[]): Promise<AgentResponse> {
+    const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName || DEFAULT_IFNAME}`));
+    const mine = this.view?.snapshot().endpoints.filter((e) => e.node === this.opts.node) ?? [];
+    for (const e of mine) {
+      if (keep.has(`${e.containerId}/${e.ifname}`)) continue;
+      this.log.info(
+        { endpoint: endpointId(e), container: e.containerId },
+        "GC releases an attachment the runtime no longer lists",
+      );
+      await this.del(e.containerId, e.ifname);
+    }
+    return { ok: true };
+  }
+}
+
+/** The management network of the interface holding `ip`, e.g. "10.0.0.0/24", from `ip -j addr`. */
+export function managementCidrOf(addrJson: string, ip: string): { cidr: string; mtu: number } | undefined {
+  const links = JSON.parse(addrJson) as {
+    mtu?: number;
+    addr_info?: { family: string; local: string; prefixlen: number }[];
+  }[];
+  for (const l of links) {
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== "inet" || a.local !== ip) continue;
+      const n = parseIpv4(a.local);
+      if (n === undefined) continue;
+      const mask = a.prefixlen === 0 ? 0 : (0xffffffff << (32 - a.prefixlen)) >>> 0;
+      return { cidr: `${formatIpv4((n & mask) >>> 0)}/${a.prefixlen}`, mtu: l.mtu ?? 1500 };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,84 @@
+/**
+ * What a node's switch must hold, computed from the cluster's records alone (a pure function, so
+ * the agent can recompute it from scratch after any change or restart and diff it against what
+ * it programmed):
+ *   - peers: every other registered node's underlay address;
+ *   - remote endpoints: every pod of the other registered nodes, on its namespace's VNI, and each
+ *     other node's gateway addresses on the global VNI;
+ *   - the VNI of each local pod's port;
+ *   - this node's gateway ports: one per address block it owns, on the global VNI.
+ * Endpoints of nodes whose registration lapsed are not programmed: their VTEP is gone.
+ */
+import type { RemoteEndpoint } from "../dataplane/switch.js";
+import { blockGateway, macFromIpv4 } from "../model/ipam.js";
+import { GLOBAL_VNI, computeVnis } from "../model/namespaces.js";
+import type { EndpointRecord, NetworkRecord } from "../model/records.js";
+import type { ClusterSnapshot } from "./view.js";
+
+export interface GatewayPort {
+  block: string;
+  ip: string;
+  mac: string;
+  /** The overlay subnet, as the host's route to it. */
+  subnet: string;
+}
+
+export interface DesiredState {
+  peers: string[];
+  remotes: RemoteEndpoint[];
+  /** Local pods by endpoint key (network/namespace/pod) -> VNI. */
+  localVnis: Map<string, number>;
+  localEndpoints: EndpointRecord[];
+  gateways: GatewayPort[];
+  globalVnis: number[];
+}
+
+export function endpointId(e: Pick<EndpointRecord, "network" | "namespace" | "pod">): string {
+  return `${e.network}/${e.namespace}/${e.pod}`;
+}
+
+export function desiredState(s: ClusterSnapshot, self: string): DesiredState {
+  const nodes = new Map(s.nodes.map((n) => [n.name, n]));
+  const networks = new Map<string, NetworkRecord>(s.networks.map((n) => [n.name, n]));
+  const vnis = new Map<string, Map<string, number>>();
+  for (const net of networks.values()) vnis.set(net.name, computeVnis(net, s.namespaces));
+  const vniOf = (e: EndpointRecord): number | undefined => {
+    const net = networks.get(e.network);
+    if (!net) return undefined;
+    return vnis.get(e.network)?.get(e.namespace) ?? (net.isolateNs ? undefined : GLOBAL_VNI);
+  };
+
+  const peers = [...nodes.values()]
+    .filter((n) => n.name !== self)
+    .map((n) => n.underlayIp)
+    .sort();
+  const remotes: RemoteEndpoint[] = [];
+  const localVnis = new Map<string, number>();
+  const localEndpoints: EndpointRecord[] = [];
+  for (const e of s.endpoints) {
+    const vni = vniOf(e);
+    if (e.node === self) {
+      localEndpoints.push(e);
+      if (vni !== undefined) localVnis.set(endpointId(e), vni);
+      continue;
+    }
+    const node = nodes.get(e.node);
+    if (!node || vni === undefined) continue;
+    remotes.push({ vni, mac: e.mac, ipv4: e.ip, vtep: node.underlayIp });
+  }
+  const gateways: GatewayPort[] = [];
+  for (const b of s.blocks) {
+    const net = networks.get(b.network);
+    if (!net) continue;
+    const ip = blockGateway(b.cidr);
+    if (b.node === self) {
+      gateways.push({ block: b.cidr, ip, mac: macFromIpv4(ip), subnet: net.subnet });
+      continue;
+    }
+    const node = nodes.get(b.node);
+    if (node) remotes.push({ vni: GLOBAL_VNI, mac: macFromIpv4(ip), ipv4: ip, vtep: node.underlayIp });
+  }
+  remotes.sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+  gateways.sort((a, b) => (a.block < b.block ? -1 : 1));
+  return { peers, remotes, localVnis, localEndpoints, gateways, globalVnis: [GLOBAL_VNI] };
+}

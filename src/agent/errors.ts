@@ -1,0 +1,29 @@
+/** Maps failures of the control model and the store onto the CNI error codes of protocol.ts. */
+import { CNI_ERR, type AgentError } from "../cni/protocol.js";
+import { OverlayError } from "../model/errors.js";
+import { StoreUnavailableError } from "../store/store.js";
+
+export function toAgentError(err: unknown): AgentError {
+  if (err instanceof StoreUnavailableError) {
+    return { code: CNI_ERR.storeUnreachable, msg: "cluster store unreachable", details: err.message };
+  }
+  if (err instanceof OverlayError) {
+    switch (err.code) {
+      case "EXHAUSTED":
+        return { code: CNI_ERR.poolExhausted, msg: err.message };
+      case "NOT_FOUND":
+        return { code: CNI_ERR.unknownNetwork, msg: err.message };
+      case "INVALID_ARGUMENT":
+        return {
+          code: "tier" in err.details ? CNI_ERR.unknownPerfTier : CNI_ERR.invalidConfig,
+          msg: err.message,
+        };
+      case "CONFLICT":
+        return { code: CNI_ERR.tryAgainLater, msg: err.message };
+      default:
+        return { code: CNI_ERR.invalidConfig, msg: err.message };
+    }
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return { code: CNI_ERR.ioError, msg };
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * overlayd: the node agent. Run as root in the node's network namespace, one per node:
+ *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH]
+ */
+import { Command, InvalidArgumentError } from "commander";
+import { isIPv4 } from "node:net";
+import { pino } from "pino";
+import { DEFAULT_AGENT_SOCKET } from "../cni/protocol.js";
+import { run } from "../netns/exec.js";
+import { openStore, storeUrlFromEnv } from "../store/index.js";
+import { Agent, managementCidrOf } from "./agent.js";
+
+function ipv4(value: string): string {
+  if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
+  return value;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
+  return n;
+}
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .name("overlayd")
+    .description("Overlay network node agent: runs the node's VXLAN switch and serves the CNI plugin")
+    .requiredOption("--node <name>", "this node's name, unique in the cluster")
+    .requiredOption("--underlay-ip <ip>", "this node's underlay IPv4 address (the VTEP)", ipv4)
+    .option(
+      "--store <url>",
+      "cluster store: sqlite:PATH or etcd://HOST:PORT[,...] (default: $OVERLAY_STORE or the embedded SQLite file)",
+    )
+    .option("--socket <path>", "unix socket served to the CNI plugin", DEFAULT_AGENT_SOCKET)
+    .option(
+      "--management-cidr <cidr>",
+      "this node's management network (default: the underlay address's subnet)",
+    )
+    .option("--workers <n>", "packet threads", positiveInt, 2)
+    .option("--lease-ttl <seconds>", "node registration lease", positiveInt, 10)
+    .option("--no-offloads", "do not ask TAP devices for TCP super-frames")
+    .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .parse();
+  const o = program.opts<{
+    node: string;
+    underlayIp: string;
+    store?: string;
+    socket: string;
+    managementCidr?: string;
+    workers: number;
+    leaseTtl: number;
+    offloads: boolean;
+    logLevel: string;
+  }>();
+  const logger = pino({ level: o.logLevel, base: { node: o.node } });
+  if (process.getuid?.() !== 0) logger.warn("not running as root: creating TAP devices will fail");
+
+  const addrs = await run("ip", ["-j", "-4", "addr", "show"], { allowFailure: true });
+  const local = addrs.code === 0 ? managementCidrOf(addrs.stdout, o.underlayIp) : undefined;
+  if (!local) {
+    logger.error(
+      { underlayIp: o.underlayIp },
+      "no interface in this network namespace has the underlay address",
+    );
+    process.exit(1);
+  }
+  const storeUrl = o.store ?? storeUrlFromEnv();
+  const store = await openStore(storeUrl);
+  const agent = new Agent({
+    node: o.node,
+    underlayIp: o.underlayIp,
+    store,
+    socketPath: o.socket,
+    logger,
+    managementCidr: o.managementCidr ?? local.cidr,
+    underlayMtu: local.mtu,
+    workers: o.workers,
+    offloads: o.offloads,
+    leaseTtlSeconds: o.leaseTtl,
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping");
+    void agent
+      .stop()
+      .then(() => store.close())
+      .finally(() => process.exit(0));
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  try {
+    await agent.start();
+  } catch (err) {
+    logger.error(
+      { err: err instanceof Error ? err.message : String(err), store: storeUrl },
+      "agent failed to start",
+    );
+    await agent.stop().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,48 @@
+/**
+ * Addresses and routes inside a pod's network namespace, and on the node's gateway ports. The
+ * switch creates the devices (with MAC, MTU and link up); this sets what `ip` sets. Namespaces
+ * are entered by path (CNI_NETNS may be /proc/PID/ns/net, not a named namespace).
+ */
+import { existsSync } from "node:fs";
+import { run } from "../netns/exec.js";
+
+const TIMEOUT_MS = 5000;
+
+function inNetns(netns: string, args: string[]): Promise<unknown> {
+  return run("nsenter", [`--net=${netns}`, "ip", ...args], { timeoutMs: TIMEOUT_MS });
+}
+
+export interface PodAddress {
+  netns: string;
+  ifname: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+}
+
+/** Gives the pod's interface its address and a default route via its node's gateway. */
+export async function configurePod(a: PodAddress): Promise<void> {
+  await inNetns(a.netns, ["link", "set", "lo", "up"]);
+  await inNetns(a.netns, ["addr", "replace", `${a.ip}/${a.prefixLength}`, "dev", a.ifname]);
+  await inNetns(a.netns, ["route", "replace", "default", "via", a.gateway, "dev", a.ifname]);
+}
+
+export function netnsExists(netns: string): boolean {
+  return netns !== "" && existsSync(netns);
+}
+
+/**
+ * The node's own address on a gateway port. The first gateway port carries the overlay subnet's
+ * route (the node reaches every pod through it); further ones (one per extra address block)
+ * carry only their /32, to answer for their gateway address.
+ */
+export async function configureGateway(
+  ifname: string,
+  ip: string,
+  prefixLength: number,
+  primary: boolean,
+): Promise<void> {
+  await run("ip", ["addr", "replace", `${ip}/${primary ? prefixLength : 32}`, "dev", ifname], {
+    timeoutMs: TIMEOUT_MS,
+  });
+}
