@@ -132,7 +132,7 @@ export class ClusterView {
         for (const kv of items) this.put(kv.key, kv.value);
         this.revision = revision;
         if (this.closed) return;
-        this.watch = await this.store.watch(ROOT, revision + 1, {
+        this.watch = await this.store.watch(ROOT, revision, {
           onEvents: (events) => this.apply(events),
           onReset: (reason) => {
             this.handlers.onReset?.(reason);
