@@ -6,3 +6,4 @@ export * from "./world.js";
 export * from "./measure.js";
 export * from "./topology.js";
 export * from "./switched.js";
+export * from "./capture.js";

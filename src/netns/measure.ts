@@ -153,6 +153,8 @@ export interface Iperf3ClientOptions {
   port?: number;
   /** Seconds; default 2. Keep short: tests assert bytes moved, not speed. */
   seconds?: number;
+  /** Send this many bytes (-n) instead of running for `seconds`. */
+  bytes?: number;
   /** Parallel streams (-P); default 1. */
   parallel?: number;
   /** UDP at this rate in bit/s instead of TCP. */
@@ -217,7 +219,9 @@ export async function iperf3Client(
 ): Promise<Iperf3Result> {
   checkTarget(ip);
   const seconds = options.seconds ?? 2;
-  const args = ["-c", ip, "-p", String(options.port ?? 5201), "-t", String(seconds), "-J"];
+  const args = ["-c", ip, "-p", String(options.port ?? 5201), "-J"];
+  if (options.bytes !== undefined) args.push("-n", String(options.bytes));
+  else args.push("-t", String(seconds));
   args.push("-P", String(options.parallel ?? 1), "--connect-timeout", "3000");
   if (options.udpBitsPerSec !== undefined) args.push("-u", "-b", String(options.udpBitsPerSec));
   if (options.reverse) args.push("-R");

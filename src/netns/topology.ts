@@ -139,6 +139,12 @@ export interface KernelVxlanDevice {
   learning?: boolean;
   /** Peer VTEPs that receive broadcast and unknown unicast (all-zero fdb entries). */
   floodTo?: string[];
+  /**
+   * Leave inner checksums to "hardware" (the kernel default). Over a veth underlay nothing ever
+   * finishes them, so a userspace VTEP receives partial inner checksums that no real wire would
+   * carry; false (`ethtool -K <dev> tx off`) makes the kernel finish them before encapsulation.
+   */
+  txChecksumOffload?: boolean;
 }
 
 /** A Linux vxlan device, as a foreign VTEP would configure one. */
@@ -151,6 +157,7 @@ export async function addKernelVxlan(world: World, d: KernelVxlanDevice): Promis
   args.push("type", "vxlan", "id", String(d.vni), "dstport", String(VXLAN_DSTPORT), "local", d.localIp);
   args.push("dev", d.dev, d.learning ? "learning" : "nolearning");
   await world.ip(d.ns, args);
+  if (d.txChecksumOffload === false) await world.exec(d.ns, "ethtool", ["-K", name, "tx", "off"]);
   for (const peer of d.floodTo ?? []) await kernelFdb(world, d.ns, name, "00:00:00:00:00:00", peer, true);
   await world.ip(d.ns, ["link", "set", name, "up"]);
   return name;
