@@ -217,7 +217,7 @@ export async function deleteNamespace(store: Store, network: string, name: strin
     if (endpoints.items.length > 0) {
       const n = endpoints.items.length;
       throw precondition(
-        `cannot delete namespace ${name}: ${n} endpoint${n === 1 ? "" : "s"} on network ${network} still use it; delete those pods first`,
+        `cannot delete namespace ${name}: ${n} endpoint${n === 1 ? "" : "s"} on network ${network} still use${n === 1 ? "s" : ""} it; delete those pods first`,
         { network, name, endpoints: n },
       );
     }
