@@ -1,0 +1,84 @@
+import { describe, expect, it } from "vitest";
+import { CniError } from "../../src/cni/errors.js";
+import { ENDPOINT_ANNOTATION, endpointRequest } from "../../src/cni/request.js";
+
+function failure(fn: () => unknown): { code: number; msg: string } {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CniError) return { code: err.code, msg: err.message };
+    throw err;
+  }
+  throw new Error("expected a CniError");
+}
+
+const viaArgs = (value: unknown): Record<string, unknown> => ({
+  args: { cni: { annotations: { [ENDPOINT_ANNOTATION]: value } } },
+});
+
+describe("endpointRequest", () => {
+  it("reads the annotation from args.cni.annotations", () => {
+    expect(endpointRequest(viaArgs('{ "network": "red", "perfTier": "best-effort" }'))).toEqual({
+      network: "red",
+      perfTier: "best-effort",
+    });
+  });
+
+  it("reads runtimeConfig.annotations and containerd's pod-annotations", () => {
+    expect(
+      endpointRequest({ runtimeConfig: { annotations: { [ENDPOINT_ANNOTATION]: '{"network":"blue"}' } } }),
+    ).toEqual({ network: "blue" });
+    expect(
+      endpointRequest({
+        runtimeConfig: {
+          "io.kubernetes.cri.pod-annotations": { [ENDPOINT_ANNOTATION]: '{"perfTier":"high"}' },
+        },
+      }),
+    ).toEqual({ perfTier: "high" });
+  });
+
+  it("prefers args.cni.annotations over runtimeConfig", () => {
+    expect(
+      endpointRequest({
+        ...viaArgs('{"network":"red"}'),
+        runtimeConfig: { annotations: { [ENDPOINT_ANNOTATION]: '{"network":"blue"}' } },
+      }),
+    ).toEqual({ network: "red" });
+  });
+
+  it("gives nothing when the annotation is absent, so the agent applies its defaults", () => {
+    expect(endpointRequest({})).toEqual({});
+    expect(endpointRequest({ args: { cni: { annotations: { other: "x" } } } })).toEqual({});
+    expect(endpointRequest({ runtimeConfig: { portMappings: [] } })).toEqual({});
+    expect(endpointRequest(viaArgs("{}"))).toEqual({});
+  });
+
+  it.each([
+    ["not JSON", "{network: red}", "not valid JSON"],
+    ["an array", '["red"]', "not a JSON object"],
+    ["a number network", '{"network": 5}', '"network" must be a non-empty string'],
+    ["an empty tier", '{"perfTier": ""}', '"perfTier" must be a non-empty string'],
+    ["a misspelt key", '{"perftier": "high"}', 'unknown key "perftier"'],
+    ["a non-string value", { network: "red" }, "not a JSON string"],
+  ])("refuses %s with code 4 naming the annotation", (_what, value, why) => {
+    const e = failure(() => endpointRequest(viaArgs(value)));
+    expect(e.code).toBe(4);
+    expect(e.msg).toContain(ENDPOINT_ANNOTATION);
+    expect(e.msg).toContain("args.cni.annotations");
+    expect(e.msg).toContain(why);
+  });
+
+  it("names runtimeConfig when the bad annotation is there", () => {
+    const e = failure(() =>
+      endpointRequest({ runtimeConfig: { annotations: { [ENDPOINT_ANNOTATION]: "{" } } }),
+    );
+    expect(e.msg).toContain("runtimeConfig.annotations");
+  });
+
+  it("refuses annotation containers that are not objects", () => {
+    expect(failure(() => endpointRequest({ args: { cni: "x" } })).msg).toContain(
+      "args.cni must be an object",
+    );
+    expect(failure(() => endpointRequest({ runtimeConfig: { annotations: [] } })).code).toBe(4);
+  });
+});
