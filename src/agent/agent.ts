@@ -22,7 +22,7 @@ import { parseEndpoint, type EndpointRecord } from "../model/records.js";
 import type { Lease, Store } from "../store/store.js";
 import { desiredState, endpointId, type DesiredState, type GatewayPort } from "./desired.js";
 import { toAgentError } from "./errors.js";
-import { configureGateway, configurePod, netnsExists } from "./plumbing.js";
+import { configureGateway, configureMasquerade, configurePod, netnsExists } from "./plumbing.js";
 import { AgentServer } from "./server.js";
 import { ClusterView } from "./view.js";
 
@@ -82,6 +82,7 @@ export class Agent {
   private readonly adding = new Set<string>();
   private programmedPeers = "";
   private programmedRemotes = "";
+  private masqueraded = "";
   private ready = false;
   private stopped = false;
   readonly podMtu: number;
@@ -222,10 +223,25 @@ export class Agent {
         const prefix = parseCidr(g.subnet)?.prefixLength ?? 16;
         await configureGateway(name, g.ip, prefix, i === 0);
         this.gateways.set(g.block, { id, name });
+        if (i === 0) await this.masquerade(g.subnet);
         this.log.info({ block: g.block, gateway: g.ip, port: name }, "gateway port up");
       } catch (err) {
         this.log.error({ block: g.block, err: String(err) }, "cannot create gateway port");
       }
+    }
+  }
+
+  private async masquerade(subnet: string): Promise<void> {
+    if (this.masqueraded === subnet) return;
+    try {
+      await configureMasquerade(subnet);
+      this.masqueraded = subnet;
+      this.log.info({ subnet }, "pods reach beyond the overlay through this node (masquerade)");
+    } catch (err) {
+      this.log.warn(
+        { err: String(err) },
+        "masquerade not configured: pods reach only the overlay and this node",
+      );
     }
   }
 

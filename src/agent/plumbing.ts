@@ -3,7 +3,9 @@
  * switch creates the devices (with MAC, MTU and link up); this sets what `ip` sets. Namespaces
  * are entered by path (CNI_NETNS may be /proc/PID/ns/net, not a named namespace).
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { run } from "../netns/exec.js";
 
 const TIMEOUT_MS = 5000;
@@ -45,4 +47,34 @@ export async function configureGateway(
   await run("ip", ["addr", "replace", `${ip}/${primary ? prefixLength : 32}`, "dev", ifname], {
     timeoutMs: TIMEOUT_MS,
   });
+}
+
+/**
+ * Lets pods reach beyond the overlay through their node: forwarding on, and traffic from the
+ * overlay subnet to anywhere else masqueraded behind the node's own address. One nftables table
+ * of the agent's own ("overlay"), replaced atomically, so rerunning is harmless.
+ */
+export async function configureMasquerade(subnet: string): Promise<void> {
+  writeFileSync("/proc/sys/net/ipv4/ip_forward", "1\n");
+  const dir = mkdtempSync(join(tmpdir(), "overlay-nft-"));
+  const file = join(dir, "rules.nft");
+  writeFileSync(
+    file,
+    [
+      "add table ip overlay",
+      "delete table ip overlay",
+      "table ip overlay {",
+      "  chain postrouting {",
+      "    type nat hook postrouting priority srcnat; policy accept;",
+      `    ip saddr ${subnet} ip daddr != ${subnet} masquerade`,
+      "  }",
+      "}",
+      "",
+    ].join("\n"),
+  );
+  try {
+    await run("nft", ["-f", file], { timeoutMs: TIMEOUT_MS });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
