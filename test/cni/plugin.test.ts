@@ -1,0 +1,375 @@
+/**
+ * Every command through runPlugin, in-process, against the fake agent on a real unix socket.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runPlugin, type Outcome } from "../../src/cni/plugin.js";
+import { FakeAgent, sampleResult } from "./fake-agent.js";
+
+const dir = mkdtempSync(join(tmpdir(), "cni-plugin-"));
+const netns = join(dir, "netns-pod1");
+writeFileSync(netns, "");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let agent: FakeAgent;
+beforeEach(async () => {
+  agent = new FakeAgent();
+  await agent.start();
+});
+afterEach(async () => agent.stop());
+
+function conf(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    cniVersion: "1.1.0",
+    name: "overlay",
+    type: "overlay-cni",
+    socket: agent.socket,
+    ...extra,
+  });
+}
+
+function env(
+  command: string,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
+  return {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: "pod1",
+    CNI_NETNS: netns,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=coffee;K8S_POD_NAME=nginx-1;K8S_POD_UID=123",
+    CNI_PATH: "/opt/cni/bin",
+    ...extra,
+  };
+}
+
+interface ErrorOut {
+  cniVersion: string;
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+function errorOf(out: Outcome): ErrorOut {
+  expect(out.exitCode).not.toBe(0);
+  expect(out.stdout.endsWith("\n")).toBe(true);
+  return JSON.parse(out.stdout) as ErrorOut;
+}
+
+function ok(out: Outcome): void {
+  expect(out).toEqual({ stdout: "", exitCode: 0 });
+}
+
+const annotated = (value: string): Record<string, unknown> => ({
+  args: { cni: { annotations: { "diamanti.com/endpoint0": value } } },
+});
+
+describe("VERSION", () => {
+  it("lists the supported versions whatever stdin holds", async () => {
+    for (const stdin of ['{"cniVersion":"1.0.0"}', "", "not json"]) {
+      const out = await runPlugin({ CNI_COMMAND: "VERSION" }, stdin);
+      expect(out.exitCode).toBe(0);
+      expect(JSON.parse(out.stdout)).toEqual({
+        cniVersion: "1.1.0",
+        supportedVersions: ["0.4.0", "1.0.0", "1.1.0"],
+      });
+    }
+    expect(agent.requests).toEqual([]);
+  });
+});
+
+describe("ADD", () => {
+  it("sends the pod's request and prints the result in the request's version", async () => {
+    const out = await runPlugin(
+      env("ADD"),
+      conf(annotated('{ "network": "red", "perfTier": "best-effort" }')),
+    );
+    expect(out.exitCode).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual({ cniVersion: "1.1.0", ...sampleResult("eth0", netns) });
+    expect(agent.requests).toEqual([
+      {
+        op: "ADD",
+        containerId: "pod1",
+        netns,
+        ifName: "eth0",
+        podNamespace: "coffee",
+        podName: "nginx-1",
+        network: "red",
+        perfTier: "best-effort",
+      },
+    ]);
+  });
+
+  it("sends no network or tier when the pod has no annotation", async () => {
+    const out = await runPlugin(env("ADD"), conf());
+    expect(out.exitCode).toBe(0);
+    expect(agent.requests[0]).not.toHaveProperty("network");
+    expect(agent.requests[0]).not.toHaveProperty("perfTier");
+  });
+
+  it("answers 1.0.0 configurations in 1.0.0 and adds ips[].version for 0.4.0", async () => {
+    const v1 = JSON.parse((await runPlugin(env("ADD"), conf({ cniVersion: "1.0.0" }))).stdout) as {
+      cniVersion: string;
+      ips: Record<string, unknown>[];
+    };
+    expect(v1.cniVersion).toBe("1.0.0");
+    expect(v1.ips[0]).not.toHaveProperty("version");
+    const v04 = JSON.parse((await runPlugin(env("ADD"), conf({ cniVersion: "0.4.0" }))).stdout) as {
+      cniVersion: string;
+      ips: Record<string, unknown>[];
+    };
+    expect(v04.cniVersion).toBe("0.4.0");
+    expect(v04.ips[0]).toMatchObject({ version: "4", address: "172.30.8.2/16" });
+  });
+
+  it("passes the agent's error through with its code, message and details", async () => {
+    agent.behave({
+      kind: "respond",
+      response: { ok: false, error: { code: 100, msg: "address pool exhausted", details: "172.30.0.0/16" } },
+    });
+    expect(errorOf(await runPlugin(env("ADD"), conf()))).toEqual({
+      cniVersion: "1.1.0",
+      code: 100,
+      msg: "address pool exhausted",
+      details: "172.30.0.0/16",
+    });
+  });
+
+  it("refuses an agent answer without a result (code 6)", async () => {
+    agent.behave({ kind: "respond", response: { ok: true } });
+    const e = errorOf(await runPlugin(env("ADD"), conf()));
+    expect(e.code).toBe(6);
+    expect(e.msg).toContain("without a result");
+  });
+
+  it("refuses a malformed annotation with code 4 before asking the agent", async () => {
+    const e = errorOf(await runPlugin(env("ADD"), conf(annotated("{red"))));
+    expect(e.code).toBe(4);
+    expect(e.msg).toContain("diamanti.com/endpoint0");
+    expect(agent.requests).toEqual([]);
+  });
+
+  it("refuses a netns that does not exist with code 7", async () => {
+    const gone = join(dir, "gone");
+    const e = errorOf(await runPlugin(env("ADD", { CNI_NETNS: gone }), conf()));
+    expect(e).toEqual({
+      cniVersion: "1.1.0",
+      code: 7,
+      msg: `CNI_NETNS=${gone} does not exist`,
+      details: expect.any(String),
+    });
+    expect(agent.requests).toEqual([]);
+  });
+
+  it("refuses missing pod identity with code 7", async () => {
+    const e = errorOf(await runPlugin(env("ADD", { CNI_ARGS: "K8S_POD_NAME=x" }), conf()));
+    expect(e.code).toBe(7);
+    expect(e.msg).toBe("CNI_ARGS lacks K8S_POD_NAMESPACE");
+  });
+
+  it.each(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])("refuses a missing %s with code 7", async (v) => {
+    const e = errorOf(await runPlugin(env("ADD", { [v]: undefined }), conf()));
+    expect(e.code).toBe(7);
+    expect(e.msg).toContain(v);
+  });
+
+  it("reports an unreachable agent with code 104 and the socket path", async () => {
+    const e = errorOf(await runPlugin(env("ADD"), conf({ socket: join(dir, "none.sock") })));
+    expect(e.code).toBe(104);
+    expect(e.msg).toContain(join(dir, "none.sock"));
+  });
+
+  it("bounds the wait by timeoutMs", async () => {
+    agent.behave({ kind: "hang" });
+    const started = Date.now();
+    const e = errorOf(await runPlugin(env("ADD"), conf({ timeoutMs: 200 })));
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(e.code).toBe(104);
+    expect(e.msg).toContain("within 200 ms");
+  });
+});
+
+describe("configuration errors", () => {
+  it("reports bad JSON on stdin with code 6", async () => {
+    const e = errorOf(await runPlugin(env("ADD"), "{cniVersion"));
+    expect(e.code).toBe(6);
+    expect(e.cniVersion).toBe("1.1.0");
+  });
+
+  it("reports an unsupported version with code 1, answering in the plugin's version", async () => {
+    const e = errorOf(await runPlugin(env("ADD"), conf({ cniVersion: "0.3.1" })));
+    expect(e).toMatchObject({ cniVersion: "1.1.0", code: 1 });
+  });
+
+  it("reports a foreign type with code 4 in the request's version", async () => {
+    const e = errorOf(await runPlugin(env("DEL"), conf({ cniVersion: "1.0.0", type: "bridge" })));
+    expect(e).toMatchObject({ cniVersion: "1.0.0", code: 4 });
+  });
+
+  it("reports a missing or unknown CNI_COMMAND with code 7", async () => {
+    expect(errorOf(await runPlugin({}, conf())).msg).toBe("CNI_COMMAND is not set");
+    expect(errorOf(await runPlugin({ CNI_COMMAND: "UPDATE" }, conf())).code).toBe(7);
+  });
+});
+
+describe("CHECK", () => {
+  it("succeeds silently for a known attachment", async () => {
+    await runPlugin(env("ADD"), conf(annotated('{"network":"red"}')));
+    ok(await runPlugin(env("CHECK"), conf(annotated('{"network":"red"}'))));
+    expect(agent.requests[1]).toMatchObject({ op: "CHECK", containerId: "pod1", netns, network: "red" });
+  });
+
+  it("reports the agent's error", async () => {
+    const e = errorOf(await runPlugin(env("CHECK"), conf()));
+    expect(e.code).toBe(3);
+    expect(e.msg).toBe("no attachment pod1");
+  });
+
+  it("needs the netns to exist", async () => {
+    expect(errorOf(await runPlugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(7);
+  });
+});
+
+describe("DEL", () => {
+  it("is idempotent: a second DEL of the same attachment succeeds", async () => {
+    await runPlugin(env("ADD"), conf());
+    ok(await runPlugin(env("DEL"), conf()));
+    ok(await runPlugin(env("DEL"), conf()));
+    expect(agent.requests.map((r) => r.op)).toEqual(["ADD", "DEL", "DEL"]);
+    expect(agent.attachments.size).toBe(0);
+  });
+
+  it("succeeds without CNI_NETNS and without pod identity", async () => {
+    ok(await runPlugin(env("DEL", { CNI_NETNS: undefined, CNI_ARGS: undefined }), conf()));
+    expect(agent.requests).toEqual([{ op: "DEL", containerId: "pod1", ifName: "eth0" }]);
+  });
+
+  it("leaves out a netns that no longer exists", async () => {
+    ok(await runPlugin(env("DEL", { CNI_NETNS: join(dir, "gone") }), conf()));
+    expect(agent.requests[0]).not.toHaveProperty("netns");
+    expect(agent.requests[0]).toMatchObject({ podNamespace: "coffee", podName: "nginx-1" });
+  });
+
+  it("passes a netns that exists", async () => {
+    ok(await runPlugin(env("DEL"), conf()));
+    expect(agent.requests[0]).toMatchObject({ netns });
+  });
+
+  it("does not read the annotation (a malformed one cannot block teardown)", async () => {
+    ok(await runPlugin(env("DEL"), conf(annotated("{bad"))));
+  });
+
+  it("fails when the agent is unreachable, so that the runtime retries", async () => {
+    const e = errorOf(await runPlugin(env("DEL"), conf({ socket: join(dir, "none.sock") })));
+    expect(e.code).toBe(104);
+  });
+
+  it("fails on agent errors other than an unknown attachment", async () => {
+    agent.behave({
+      kind: "respond",
+      response: { ok: false, error: { code: 103, msg: "store unreachable" } },
+    });
+    expect(errorOf(await runPlugin(env("DEL"), conf()))).toEqual({
+      cniVersion: "1.1.0",
+      code: 103,
+      msg: "store unreachable",
+    });
+  });
+
+  it("still validates the container ID and interface name", async () => {
+    expect(errorOf(await runPlugin(env("DEL", { CNI_CONTAINERID: "../x" }), conf())).code).toBe(7);
+    expect(errorOf(await runPlugin(env("DEL", { CNI_IFNAME: undefined }), conf())).msg).toContain(
+      "CNI_IFNAME",
+    );
+  });
+});
+
+describe("STATUS", () => {
+  const statusEnv = { CNI_COMMAND: "STATUS", CNI_PATH: "/opt/cni/bin" };
+
+  it("succeeds silently when the agent is ready", async () => {
+    ok(await runPlugin(statusEnv, conf()));
+    expect(agent.requests).toEqual([{ op: "STATUS" }]);
+  });
+
+  it("reports code 50 when the agent is not ready", async () => {
+    agent.ready = false;
+    expect(errorOf(await runPlugin(statusEnv, conf()))).toEqual({
+      cniVersion: "1.1.0",
+      code: 50,
+      msg: "tables not programmed yet",
+    });
+  });
+
+  it("reports code 50 when the agent is unreachable or silent", async () => {
+    const none = join(dir, "none.sock");
+    const e = errorOf(await runPlugin(statusEnv, conf({ socket: none })));
+    expect(e.code).toBe(50);
+    expect(e.msg).toContain(none);
+    agent.behave({ kind: "hang" });
+    expect(errorOf(await runPlugin(statusEnv, conf({ timeoutMs: 100 }))).code).toBe(50);
+  });
+
+  it("keeps 51 and turns other agent codes into 50", async () => {
+    agent.behave({ kind: "respond", response: { ok: false, error: { code: 51, msg: "limited" } } });
+    expect(errorOf(await runPlugin(statusEnv, conf())).code).toBe(51);
+    agent.behave({
+      kind: "respond",
+      response: { ok: false, error: { code: 103, msg: "store unreachable" } },
+    });
+    expect(errorOf(await runPlugin(statusEnv, conf()))).toEqual({
+      cniVersion: "1.1.0",
+      code: 50,
+      msg: "store unreachable",
+      details: "agent error 103",
+    });
+  });
+
+  it("needs a 1.1.0 configuration", async () => {
+    expect(errorOf(await runPlugin(statusEnv, conf({ cniVersion: "1.0.0" }))).code).toBe(1);
+    expect(agent.requests).toEqual([]);
+  });
+});
+
+describe("GC", () => {
+  const gcEnv = { CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" };
+
+  it("passes the runtime's valid attachments to the agent", async () => {
+    for (const id of ["a", "b", "c"]) await runPlugin(env("ADD", { CNI_CONTAINERID: id }), conf());
+    const valid = [
+      { containerID: "a", ifname: "eth0" },
+      { containerID: "c", ifname: "eth0" },
+    ];
+    ok(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": valid })));
+    expect(agent.requests.at(-1)).toEqual({
+      op: "GC",
+      valid: [
+        { containerId: "a", ifName: "eth0" },
+        { containerId: "c", ifName: "eth0" },
+      ],
+    });
+    expect([...agent.attachments.keys()].sort()).toEqual(["a/eth0", "c/eth0"]);
+  });
+
+  it("passes an empty list as empty", async () => {
+    ok(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": [] })));
+    expect(agent.requests).toEqual([{ op: "GC", valid: [] }]);
+  });
+
+  it("refuses to run without the list", async () => {
+    const e = errorOf(await runPlugin(gcEnv, conf()));
+    expect(e.code).toBe(4);
+    expect(e.msg).toContain("cni.dev/valid-attachments");
+    expect(agent.requests).toEqual([]);
+  });
+
+  it("reports the agent's error", async () => {
+    agent.behave({
+      kind: "respond",
+      response: { ok: false, error: { code: 103, msg: "store unreachable" } },
+    });
+    expect(errorOf(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": [] }))).code).toBe(103);
+  });
+});
