@@ -1,6 +1,6 @@
 /** `dctl node list`: nodes registered by their agents, with the address blocks they hold. */
 import type { Command } from "commander";
-import { blockGateway, listBlocks, listNetworks, listNodes } from "../model/index.js";
+import { blockGateway, listBlocks, listNetworks, listNodes, parseCidr } from "../model/index.js";
 import { OUTPUT_FLAG, OUTPUT_HELP, outputFormat, type CliContext } from "./context.js";
 import * as fmt from "./format.js";
 
@@ -22,6 +22,8 @@ export function registerNodeCommands(program: Command, ctx: CliContext): void {
           owner.set(`${net.name} ${b.cidr}`, b.node);
         }
       }
+      const start = (cidr: string): number => parseCidr(cidr)?.address ?? 0;
+      blocks.sort((a, b) => start(a.cidr) - start(b.cidr));
       const views = nodes.map((n) => ({
         node: n,
         blocks: blocks.filter((b) => owner.get(`${b.network} ${b.cidr}`) === n.name),

@@ -5,6 +5,7 @@ export * from "./keys.js";
 export * from "./names.js";
 export * from "./records.js";
 export * from "./network.js";
+export * from "./networkread.js";
 export * from "./namespaces.js";
 export * from "./ipam.js";
 export * from "./endpoints.js";

@@ -24,7 +24,7 @@ import type { Compare, Op, Store } from "../store/store.js";
 import { OverlayError, invalid, notFound, precondition } from "./errors.js";
 import { namespaceEndpointsPrefix, namespaceKey, namespacesPrefix, networkKey } from "./keys.js";
 import { checkNamespaceName } from "./names.js";
-import { getNetwork } from "./network.js";
+import { getNetwork } from "./networkread.js";
 import {
   encode,
   now,
@@ -169,6 +169,23 @@ async function mutateNamespaces<T>(
     const txn = await store.txn(compares, ops);
     return txn.succeeded ? result : RETRY;
   });
+}
+
+/**
+ * The VNI in effect for a namespace of the network, read from the store; undefined while the
+ * namespace is unknown to the network.
+ */
+export async function namespaceVni(
+  store: Store,
+  network: string,
+  namespace: string,
+): Promise<number | undefined> {
+  const { value: net } = await getNetwork(store, network);
+  const kv = await store.get(namespaceKey(network, namespace));
+  if (kv === undefined) return undefined;
+  const parsed = parseNamespace(kv);
+  if (!parsed.ok) return undefined;
+  return computeVnis(net, [parsed.value]).get(namespace);
 }
 
 function usedVnis(namespaces: Map<string, Entry<NamespaceRecord>>): number[] {

@@ -3,7 +3,7 @@
  * management network or any cluster data network.
  */
 import type { Compare, Op, Store } from "../store/store.js";
-import { OverlayError, invalid, notFound, precondition } from "./errors.js";
+import { OverlayError, invalid, precondition } from "./errors.js";
 import {
   formatCidr,
   formatIpv4,
@@ -28,8 +28,11 @@ import {
 import { checkNetworkName } from "./names.js";
 import { initialNamespaces } from "./namespaces.js";
 import { listDataNetworks, listNodes } from "./nodes.js";
-import { encode, now, parseNetwork, type Entry, type Listing, type NetworkRecord } from "./records.js";
-import { RETRY, listParsed, retrying } from "./storeutil.js";
+import { getNetwork, listNetworks } from "./networkread.js";
+import { encode, now, type Entry, type NetworkRecord } from "./records.js";
+import { RETRY, retrying } from "./storeutil.js";
+
+export { getNetwork, listNetworks } from "./networkread.js";
 
 export const OVERLAY_PREFIX_LENGTH = 16;
 export const DEFAULT_BLOCK_PREFIX = 24;
@@ -102,26 +105,6 @@ export interface CreateNetworkInput {
   setDefault?: boolean;
   /** Prefix length of per-node blocks; default 24. */
   blockPrefix?: number;
-}
-
-export async function listNetworks(store: Store): Promise<Listing<NetworkRecord>> {
-  return listParsed(store, NETWORKS, parseNetwork);
-}
-
-export async function getNetwork(store: Store, name: string): Promise<Entry<NetworkRecord>> {
-  const kv = await store.get(networkKey(name));
-  if (kv === undefined) throw notFound(`overlay network ${name} not found`, { network: name });
-  const parsed = parseNetwork(kv);
-  if (!parsed.ok) {
-    throw new OverlayError(
-      "FAILED_PRECONDITION",
-      `bad record ${parsed.problem.key}: ${parsed.problem.problem}`,
-      {
-        key: parsed.problem.key,
-      },
-    );
-  }
-  return { value: parsed.value, kv };
 }
 
 /** The network pods use when their request names none. */

@@ -15,6 +15,7 @@ import {
   joinNamespaces,
   listNamespaces,
   makeNamespacesGlobal,
+  namespaceVni,
   nextFreeVni,
   vniReaches,
   type NamespaceRecord,
@@ -125,6 +126,15 @@ describe("namespaces in the store", () => {
       "kube-public": 4098,
       "kube-system": 1,
     });
+  });
+
+  it("reads the VNI in effect for one namespace", async () => {
+    await setup();
+    expect(await namespaceVni(store, "red", "coffee")).toBe(4099);
+    expect(await namespaceVni(store, "red", "kube-system")).toBe(GLOBAL_VNI);
+    expect(await namespaceVni(store, "red", "milk")).toBeUndefined();
+    await joinNamespaces(store, "red", ["tea", "coffee"]);
+    expect(await namespaceVni(store, "red", "coffee")).toBe(4100);
   });
 
   it("gives new namespaces fresh VNIs and is idempotent", async () => {
