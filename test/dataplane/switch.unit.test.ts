@@ -635,6 +635,8 @@ describe.skipIf(!isRoot)("switch data plane with crafted frames", () => {
       const w = world!;
       // A UDP socket in the pod: its kernel resolves R1 through the switch's ARP answer and hands
       // the datagram to the TAP with only the pseudo-header summed (checksum offload).
+      const features = await w.exec("pk", "ethtool", ["-k", "eth0"]);
+      expect(features.stdout).toMatch(/^tx-checksumming: on/m);
       const sock = Probe.datagrams(k.path, k.ip, 45000);
       try {
         sock.send(payload("kernel udp"), { ip: R1.ip, port: 9 });
