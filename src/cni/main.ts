@@ -5,9 +5,10 @@
  * socket and prints the result, or the CNI error JSON with a non-zero exit code. Nothing else
  * reaches stdout, and no failure ends in a stack trace.
  */
-import { asCniError } from "./errors.js";
+import { asCniError, CniError } from "./errors.js";
 import { CURRENT_VERSION } from "./config.js";
 import { runPlugin } from "./plugin.js";
+import { CNI_ERR } from "./protocol.js";
 import { formatError } from "./result.js";
 
 /** A network configuration is a few kilobytes; this only stops a runaway writer. */
@@ -21,7 +22,12 @@ async function readStdin(): Promise<string> {
   for await (const chunk of process.stdin) {
     const buf = chunk as Buffer;
     size += buf.length;
-    if (size > MAX_STDIN_BYTES) throw new Error(`stdin is longer than ${MAX_STDIN_BYTES} bytes`);
+    if (size > MAX_STDIN_BYTES) {
+      throw new CniError(
+        CNI_ERR.decodeError,
+        `network configuration: stdin is longer than ${MAX_STDIN_BYTES} bytes`,
+      );
+    }
     chunks.push(buf);
   }
   return Buffer.concat(chunks).toString("utf8");

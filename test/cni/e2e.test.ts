@@ -54,6 +54,8 @@ function run(env: Record<string, string>, stdin: string, executable = plugin): P
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
+    // The plugin may stop reading early (an oversized stdin); its answer is what counts.
+    child.stdin.on("error", () => undefined);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(stdin);
   });
@@ -161,6 +163,11 @@ describe("overlay-cni as a process", () => {
 
   it("bad JSON on stdin", async () => {
     expectCniError(await run(env("ADD"), "{not json"), 6);
+  });
+
+  it("an oversized stdin", async () => {
+    const e = expectCniError(await run(env("ADD"), " ".repeat(5 << 20)), 6);
+    expect(e.msg).toContain("longer than");
   });
 
   it("a missing variable, named", async () => {
