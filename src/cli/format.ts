@@ -3,6 +3,7 @@
  * data to these functions; no other module decides what the user sees.
  */
 import type {
+  DataNetworkRecord,
   EndpointView,
   NamespaceView,
   NetworkRecord,
@@ -66,6 +67,14 @@ export function networks(list: readonly NetworkRecord[], format: OutputFormat): 
 
 export function network(n: NetworkRecord, format: OutputFormat): string {
   return format === "json" ? json(networkJson(n)) : networks([n], format);
+}
+
+export function dataNetworks(list: readonly DataNetworkRecord[], format: OutputFormat): string {
+  if (format === "json") return json(list.map((d) => ({ name: d.name, subnet: d.cidr })));
+  return table(
+    ["NAME", "SUBNET"],
+    list.map((d) => [d.name, d.cidr]),
+  );
 }
 
 // ---- namespaces --------------------------------------------------------------------------
@@ -191,6 +200,7 @@ export const messages = {
     `Successfully joined the network namespaces [[${group.join(" ")}]]\n`,
   namespaceCreated: (name: string): string => `Successfully created namespace ${name}\n`,
   namespaceDeleted: (name: string): string => `Successfully deleted namespace ${name}\n`,
+  dataNetworkDeleted: (name: string): string => `Successfully deleted data network ${name}\n`,
   error: (message: string): string => `Error: ${message.replace(/\s*\n\s*/g, " ").trim()}\n`,
   badRecord: (p: RecordProblem): string => `Warning: skipping bad record ${p.key}: ${p.problem}\n`,
 };

@@ -36,7 +36,7 @@ interface UpdateOptions {
   makeGlobal?: string;
 }
 
-export function registerNetworkCommands(program: Command, ctx: CliContext): void {
+export function registerNetworkCommands(program: Command, ctx: CliContext): Command {
   const network = program.command("network").description("manage networks");
   const overlay = network.command("overlay").description("manage the overlay (private) network");
 
@@ -178,4 +178,5 @@ export function registerNetworkCommands(program: Command, ctx: CliContext): void
       await deleteNetwork(await ctx.store(), name);
       ctx.out(fmt.messages.networkDeleted);
     });
+  return network;
 }

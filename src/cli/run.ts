@@ -7,6 +7,7 @@ import { OverlayError } from "../model/index.js";
 import { StoreUnavailableError } from "../store/store.js";
 import { CliContext, StoreOpenError, type DctlIo } from "./context.js";
 import { messages } from "./format.js";
+import { registerDataNetworkCommands } from "./datanet.js";
 import { registerNamespaceCommands } from "./namespace.js";
 import { registerNetworkCommands } from "./network.js";
 import { registerNodeCommands } from "./node.js";
@@ -33,7 +34,7 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
       outputError: () => undefined,
     })
     .showHelpAfterError(false);
-  registerNetworkCommands(program, ctx);
+  registerDataNetworkCommands(registerNetworkCommands(program, ctx), ctx);
   registerNamespaceCommands(program, ctx);
   registerPerfTierCommands(program, ctx);
   registerNodeCommands(program, ctx);

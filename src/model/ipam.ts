@@ -287,3 +287,25 @@ export async function releaseAddress(store: Store, input: ReleaseInput): Promise
 export async function listAddresses(store: Store, network: string): Promise<Listing<AddressRecord>> {
   return listParsed(store, addressesPrefix(network), parseAddress);
 }
+
+/**
+ * Returns to the pool the node's blocks that hold no pod address, each in a transaction that
+ * requires the block to be still empty. For nodes that are gone (their gateway lives in their
+ * block): a running node would lose its gateway address.
+ */
+export async function releaseEmptyBlocks(store: Store, network: string, node: string): Promise<string[]> {
+  const released: string[] = [];
+  const blocks = await listBlocks(store, network);
+  for (const block of sortBlocks(blocks.entries.filter((e) => e.value.node === node))) {
+    const cidr = block.value.cidr;
+    const txn = await store.txn(
+      [
+        { key: block.kv.key, modRevision: block.kv.modRevision },
+        { prefix: blockAddressesPrefix(network, cidr), maxModRevision: 0 },
+      ],
+      [{ type: "delete", key: block.kv.key }],
+    );
+    if (txn.succeeded) released.push(cidr);
+  }
+  return released;
+}

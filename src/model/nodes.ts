@@ -4,7 +4,8 @@
  */
 import type { LeaseId, Store } from "../store/store.js";
 import { invalid, notFound } from "./errors.js";
-import { formatCidr, networkAddress, parseCidr, parseIpv4 } from "./ipv4.js";
+import { formatCidr, networkAddress, overlaps, parseCidr, parseIpv4, type Ipv4Cidr } from "./ipv4.js";
+import { listNetworks } from "./networkread.js";
 import { DATANETS, NODES, dataNetworkKey, nodeKey } from "./keys.js";
 import { checkNetworkName, checkNodeName } from "./names.js";
 import {
@@ -80,6 +81,19 @@ export async function putDataNetwork(
     name,
     cidr: formatCidr({ address: networkAddress(cidr), prefixLength: cidr.prefixLength }),
   };
+  const cidrOfRecord = parseCidr(record.cidr) as Ipv4Cidr;
+  for (const { value: net } of (await listNetworks(store)).entries) {
+    const overlay = parseCidr(net.subnet);
+    if (overlay !== undefined && overlaps(overlay, cidrOfRecord)) {
+      throw invalid(
+        `data network ${name} (${record.cidr}) overlaps the overlay network ${net.name} (${net.subnet})`,
+        {
+          dataNetwork: name,
+          network: net.name,
+        },
+      );
+    }
+  }
   await store.txn([], [{ type: "put", key: dataNetworkKey(name), value: encode(record) }]);
   return record;
 }

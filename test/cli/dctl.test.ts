@@ -386,6 +386,34 @@ describe("dctl namespace", () => {
   });
 });
 
+describe("dctl network data", () => {
+  it("creates, lists and deletes data networks, which the overlay must then avoid", async () => {
+    expect(cells(await ok("network", "data", "create", "blue", "-s", "192.168.30.0/24"))).toEqual([
+      ["NAME", "SUBNET"],
+      ["blue", "192.168.30.0/24"],
+    ]);
+    expect(JSON.parse(await ok("network", "data", "list", "-o", "json"))).toEqual([
+      { name: "blue", subnet: "192.168.30.0/24" },
+    ]);
+    await fails(
+      ["network", "overlay", "create", "red", "-s", "192.168.0.0/16"],
+      "subnet 192.168.0.0/16 overlaps the data network blue (192.168.30.0/24)",
+    );
+    await ok("network", "overlay", "create", "red", "-s", "172.30.0.0/16");
+    await fails(
+      ["network", "data", "create", "green", "-s", "172.30.128.0/20"],
+      "data network green (172.30.128.0/20) overlaps the overlay network red (172.30.0.0/16)",
+    );
+    await fails(
+      ["network", "data", "create", "green", "-s", "bad"],
+      'invalid data network subnet "bad": expected CIDR form, e.g. 192.168.10.0/24',
+    );
+    expect(await ok("network", "data", "delete", "blue")).toBe("Successfully deleted data network blue\n");
+    expect(cells(await ok("network", "data", "list"))).toEqual([["NAME", "SUBNET"]]);
+    await fails(["network", "data", "delete", "blue"], "data network blue not found");
+  });
+});
+
 describe("dctl perf-tier and node", () => {
   it("lists perf tiers", async () => {
     expect(cells(await ok("perf-tier", "list"))).toEqual([
@@ -430,7 +458,10 @@ describe("dctl perf-tier and node", () => {
 describe("dctl usage", () => {
   it("reports missing and unknown commands in one line", async () => {
     await fails([], '"dctl" needs a command: one of network, namespace, perf-tier, node (see dctl --help)');
-    await fails(["network"], '"dctl network" needs a command: one of overlay (see dctl network --help)');
+    await fails(
+      ["network"],
+      '"dctl network" needs a command: one of overlay, data (see dctl network --help)',
+    );
     await fails(
       ["network", "overlay", "lst"],
       /^Error: unknown command "lst" for "dctl network overlay": expected one of create, list/,

@@ -15,6 +15,7 @@ import {
   macFromIpv4,
   nodeBlocks,
   releaseAddress,
+  releaseEmptyBlocks,
 } from "../../src/model/index.js";
 import { blockKey } from "../../src/model/keys.js";
 import { memoryStore, owner, tempDir } from "./helpers.js";
@@ -141,6 +142,24 @@ describe("releaseAddress", () => {
     expect((await listAddresses(store, "red")).entries.map((e) => e.value.ip)).toEqual(["172.30.0.3"]);
     const again = await allocateAddress(store, { network: "red", node: "n1", owner: owner("p3") });
     expect(again.ip).toBe(a.ip);
+  });
+});
+
+describe("releaseEmptyBlocks", () => {
+  it("frees only the node's blocks that hold no address", async () => {
+    await createNetwork(store, { name: "red", subnet: "172.30.0.0/16", blockPrefix: 28 });
+    const held: string[] = [];
+    for (let i = 0; i < 14; i++) {
+      held.push((await allocateAddress(store, { network: "red", node: "gone", owner: owner(`p${i}`) })).ip);
+    }
+    await ensureNodeBlock(store, "red", "alive");
+    for (const ip of held.slice(0, 13)) await releaseAddress(store, { network: "red", ip });
+    expect(await releaseEmptyBlocks(store, "red", "gone")).toEqual(["172.30.0.0/28"]);
+    expect((await nodeBlocks(store, "red", "gone")).map((b) => b.cidr)).toEqual(["172.30.0.16/28"]);
+    expect((await nodeBlocks(store, "red", "alive")).map((b) => b.cidr)).toEqual(["172.30.0.32/28"]);
+    // The freed block is the next one claimed.
+    const next = await allocateAddress(store, { network: "red", node: "new", owner: owner("x") });
+    expect(next.block).toBe("172.30.0.0/28");
   });
 });
 
