@@ -14,6 +14,8 @@ export interface CaptureOptions {
   decodeAs?: string[];
   /** Dissector preferences (tshark -o), e.g. ["tcp.check_checksum:TRUE"]. */
   preferences?: string[];
+  /** Pause after tshark reports it is capturing; default 500 ms. */
+  settleMs?: number;
   /** How long to wait for tshark to start capturing; default 15 s. */
   startTimeoutMs?: number;
 }
@@ -77,5 +79,7 @@ export async function startCapture(
     }
     await sleep(50);
   }
+  // tshark reports "Capturing on" a moment before the first packets are seen.
+  await sleep(options.settleMs ?? 500);
   return new Capture(proc, options.fields);
 }

@@ -10,6 +10,7 @@ import {
   linkStats,
   ping,
   pingUntil,
+  startCapture,
   type SwitchedOverlay,
   World,
 } from "../../src/netns/index.js";
@@ -212,6 +213,80 @@ describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
       o().setGlobalVnis([]);
     }
     expect((await ping(w(), "a1", ip("g2"), { count: 2, timeoutSec: 1 })).lossPct).toBe(100);
+  });
+
+  it("puts the sender's VNI on the wire and keeps ARP off it (tshark)", async () => {
+    await w().ip("a1", ["neigh", "flush", "dev", "eth0"]);
+    await w().ip("b1", ["neigh", "flush", "dev", "eth0"]);
+    const cap = await startCapture(w(), "n1", o().cluster.nodes[0]!.underlayIf, {
+      filter: "udp port 4789",
+      decodeAs: ["udp.port==4789,vxlan"],
+      fields: [
+        "ip.src",
+        "ip.dst",
+        "udp.srcport",
+        "udp.checksum",
+        "vxlan.flag_i",
+        "vxlan.vni",
+        "arp.opcode",
+        "icmp.type",
+      ],
+    });
+    let packets;
+    try {
+      expect((await ping(w(), "a1", ip("c1"), { count: 3 })).lossPct).toBe(0);
+      o().setGlobalVnis([SHARED]);
+      try {
+        await pingUntil(w(), "b1", ip("g2"), 5);
+        expect((await ping(w(), "b1", ip("g2"), { count: 3 })).lossPct).toBe(0);
+      } finally {
+        o().setGlobalVnis([]);
+      }
+    } finally {
+      packets = await cap.stop();
+    }
+    expect(packets.filter((p) => (p["arp.opcode"] ?? []).length > 0)).toEqual([]);
+    const flow = (src: string, dst: string): typeof packets =>
+      packets.filter((p) => p["ip.src"]?.[1] === ip(src) && p["ip.dst"]?.[1] === ip(dst));
+    const expectations: [string, string, number][] = [
+      ["a1", "c1", RED],
+      ["c1", "a1", RED],
+      ["b1", "g2", BLUE],
+      ["g2", "b1", SHARED],
+    ];
+    for (const [src, dst, vni] of expectations) {
+      const f = flow(src, dst);
+      expect(f.length, `${src} -> ${dst}`).toBeGreaterThanOrEqual(3);
+      for (const p of f) {
+        expect(p["vxlan.vni"], `${src} -> ${dst}`).toEqual([String(vni)]);
+        expect(["1", "True", "true"]).toContain(p["vxlan.flag_i"]?.[0]);
+        // Switches always send a UDP checksum (their peers are told checksummed: true).
+        expect(p["udp.checksum"]?.[0]).not.toBe("0x0000");
+      }
+    }
+  });
+
+  it("derives the outer UDP source port from the inner flow: one flow, one port", async () => {
+    const cap = await startCapture(w(), "n1", o().cluster.nodes[0]!.underlayIf, {
+      filter: "udp port 4789",
+      decodeAs: ["udp.port==4789,vxlan"],
+      fields: ["ip.src", "ip.dst", "udp.srcport", "icmp.seq"],
+    });
+    let packets;
+    try {
+      // Every round is a new ping (a new ICMP id, so possibly another TAP queue inside the pod)
+      // and starts with ARP resolution; for the switch's flow hash all of it is one flow.
+      for (let round = 0; round < 8; round++) {
+        await w().ip("a1", ["neigh", "flush", "dev", "eth0"]);
+        expect((await ping(w(), "a1", ip("c1"), { count: 2 })).lossPct).toBe(0);
+      }
+    } finally {
+      packets = await cap.stop();
+    }
+    const requests = packets.filter((p) => p["ip.src"]?.[1] === ip("a1") && p["ip.dst"]?.[1] === ip("c1"));
+    expect(requests.length).toBeGreaterThanOrEqual(16);
+    const ports = requests.map((p) => `seq ${p["icmp.seq"]?.[0]}: ${p["udp.srcport"]?.[0]}`);
+    expect(new Set(requests.map((p) => p["udp.srcport"]?.[0])).size, ports.join(", ")).toBe(1);
   });
 
   it("drops frames with a source address that is not the pod's own", async () => {
