@@ -1,0 +1,801 @@
+/**
+ * Data-plane benchmark: one run, one two-node namespace world per path, measured side by side.
+ *
+ * Paths: the Linux kernel's vxlan device + bridge (the reference), the project's switch (one
+ * `Switch` per node, offloads on) and a naive relay (bench/naive-relay.c: one frame per system
+ * call). Open vSwitch is detected and reported as skipped.
+ *
+ * Tests (iperf3 and ping, pod to pod): TCP one stream and four streams across nodes, TCP one
+ * stream between two pods of one node, UDP 64-byte datagrams received per second, ping RTT
+ * across nodes. Each test runs every path back to back, `--reps` times; the table shows medians
+ * and ratios to the kernel. CPU: system-wide busy time (/proc/stat) per Gbit for every path, and
+ * the data-plane process's own CPU time (/proc/<pid>/stat) per Gbit for the switch (this process
+ * hosts it) and the relay.
+ *
+ * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive]
+ *                           [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]
+ * Needs root, iperf3, ping, cc, and the compiled TypeScript (npx tsc -p tsconfig.build.json).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import {
+  World,
+  buildKernelOverlay,
+  buildNodes,
+  buildSwitchedOverlay,
+  iperf3Client,
+  iperf3Server,
+  isRoot,
+  linkStats,
+  ping,
+  pingUntil,
+  podMac,
+  sleep,
+  VXLAN_OVERHEAD,
+} from "../dist/netns/index.js";
+import { renderSvg } from "./svg.mjs";
+
+const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
+const RESULTS_DIR = join(BENCH_DIR, "results");
+const VNI = 100;
+
+/** @typedef {"kernel" | "switch" | "naive"} PathName */
+/** @typedef {"tcp1" | "tcp4" | "local" | "udp64" | "ping"} TestName */
+
+/** @type {Record<PathName, string>} */
+const PATH_LABELS = {
+  kernel: "kernel vxlan + bridge",
+  switch: "switch (offloads on)",
+  naive: "naive relay",
+};
+/** @type {PathName[]} */
+const ALL_PATHS = ["kernel", "switch", "naive"];
+
+/** @type {Record<TestName, { label: string, unit: string, higherIsBetter: boolean }>} */
+const TESTS = {
+  tcp1: { label: "TCP 1 stream across nodes", unit: "Gbit/s", higherIsBetter: true },
+  tcp4: { label: "TCP 4 streams across nodes", unit: "Gbit/s", higherIsBetter: true },
+  local: { label: "TCP 1 stream, two pods on one node", unit: "Gbit/s", higherIsBetter: true },
+  udp64: { label: "UDP 64 B received", unit: "kpps", higherIsBetter: true },
+  ping: { label: "ping RTT across nodes", unit: "ms", higherIsBetter: false },
+};
+/** @type {TestName[]} */
+const ALL_TESTS = ["tcp1", "tcp4", "local", "udp64", "ping"];
+
+/**
+ * @typedef {object} Options
+ * @property {number} reps
+ * @property {number} duration
+ * @property {PathName[]} paths
+ * @property {TestName[]} tests
+ * @property {number} udpRate
+ * @property {number} pingCount
+ * @property {number} pingInterval
+ * @property {boolean} save
+ * @property {boolean} quick
+ */
+
+/** @param {string[]} argv @returns {Options} */
+function parseArgs(argv) {
+  /** @type {Options} */
+  const o = {
+    reps: 3,
+    duration: 5,
+    paths: [...ALL_PATHS],
+    tests: [...ALL_TESTS],
+    udpRate: 200e6,
+    pingCount: 20,
+    pingInterval: 0.05,
+    save: true,
+    quick: false,
+  };
+  /** @param {number} i */
+  const value = (i) => {
+    const v = argv[i + 1];
+    if (v === undefined) throw new Error(`${argv[i]} needs a value`);
+    return v;
+  };
+  /** @param {string} name @param {string} v @param {number} min */
+  const positive = (name, v, min) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${v}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    switch (a) {
+      case "--reps":
+        o.reps = Math.floor(positive(a, value(i++), 1));
+        break;
+      case "--duration":
+        o.duration = Math.floor(positive(a, value(i++), 1));
+        break;
+      case "--quick":
+        o.quick = true;
+        break;
+      case "--only":
+        o.paths = listOf(a, value(i++), ALL_PATHS);
+        break;
+      case "--tests":
+        o.tests = listOf(a, value(i++), ALL_TESTS);
+        break;
+      case "--udp-rate":
+        o.udpRate = positive(a, value(i++), 1e6);
+        break;
+      case "--no-save":
+        o.save = false;
+        break;
+      case "-h":
+      case "--help":
+        console.log(
+          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive]\n" +
+            "                          [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]",
+        );
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument ${a} (try --help)`);
+    }
+  }
+  if (o.quick) {
+    o.reps = 1;
+    o.duration = 2;
+    o.pingCount = 10;
+  }
+  return o;
+}
+
+/**
+ * @template {string} T
+ * @param {string} flag @param {string} text @param {readonly T[]} allowed @returns {T[]}
+ */
+function listOf(flag, text, allowed) {
+  const items = text.split(",").filter(Boolean);
+  for (const it of items) {
+    if (!allowed.includes(/** @type {T} */ (it)))
+      throw new Error(`${flag}: unknown ${it}; one or more of ${allowed.join(",")}`);
+  }
+  if (items.length === 0) throw new Error(`${flag}: empty list`);
+  return allowed.filter((a) => items.includes(a));
+}
+
+/** @param {string} cmd */
+function onPath(cmd) {
+  return (process.env.PATH ?? "").split(delimiter).some((d) => d !== "" && existsSync(join(d, cmd)));
+}
+
+/** @param {string} cmd @param {string[]} args */
+function firstLine(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).split("\n")[0];
+  } catch {
+    return undefined;
+  }
+}
+
+function machine() {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim();
+  return {
+    nproc: cpus().length,
+    cpuModel: model ?? "unknown",
+    kernel: release(),
+    node: process.version,
+    iperf3: firstLine("iperf3", ["--version"]),
+    clockTicksPerSecond: clockTicks(),
+    loadAverageAtStart: loadavg().map((x) => round(x, 2)),
+  };
+}
+
+let ticksCache = 0;
+function clockTicks() {
+  if (ticksCache === 0) {
+    const t = Number(firstLine("getconf", ["CLK_TCK"]));
+    ticksCache = Number.isFinite(t) && t > 0 ? t : 100;
+  }
+  return ticksCache;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting
+
+/** utime + stime of one process, seconds; 0 when it is gone. @param {number | "self"} pid */
+function processCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of stat(5); the slice starts at field 3.
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  } catch {
+    return 0;
+  }
+}
+
+/** System-wide busy CPU seconds (user, nice, system, irq, softirq) from /proc/stat. */
+function systemBusySeconds() {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = f;
+  return (user + nice + system + irq + softirq) / clockTicks();
+}
+
+/** @param {(number | "self")[]} pids */
+function cpuSnapshot(pids) {
+  return {
+    t: performance.now(),
+    sys: systemBusySeconds(),
+    dp: pids.reduce((s, p) => s + processCpuSeconds(p), 0),
+  };
+}
+
+/**
+ * @param {ReturnType<typeof cpuSnapshot>} a @param {ReturnType<typeof cpuSnapshot>} b
+ * @param {boolean} hasDp
+ */
+function cpuDelta(a, b, hasDp) {
+  return {
+    wallS: round((b.t - a.t) / 1000, 3),
+    systemS: round(b.sys - a.sys, 2),
+    dataPlaneS: hasDp ? round(b.dp - a.dp, 2) : undefined,
+  };
+}
+
+/** @param {number} x @param {number} digits */
+function round(x, digits) {
+  const m = 10 ** digits;
+  return Math.round(x * m) / m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topologies
+
+/**
+ * @typedef {object} Target
+ * @property {PathName} path
+ * @property {string} a client pod on node 1
+ * @property {string} b server pod on node 2
+ * @property {{ name: string, ip: string }} bPod
+ * @property {{ name: string, ip: string } | undefined} local second pod on node 1, if the path has one
+ * @property {string} aIp
+ * @property {() => (number | "self")[]} dataPlanePids processes whose CPU is the data plane's
+ * @property {(() => Record<string, number>) | undefined} drops drop counters, summed over nodes
+ * @property {Record<string, unknown>} info
+ */
+
+/** @param {import("../dist/netns/index.js").World} world @returns {Promise<Target>} */
+async function kernelPath(world) {
+  const cluster = await buildNodes(world, { count: 2, stem: "k" });
+  const ov = await buildKernelOverlay(cluster, {
+    vni: VNI,
+    pods: [
+      { node: 0, name: "ka1", ip: "172.31.1.2" },
+      { node: 0, name: "ka2", ip: "172.31.1.3" },
+      { node: 1, name: "kb1", ip: "172.31.2.2" },
+    ],
+  });
+  const [a1, a2, b1] = ov.pods;
+  return {
+    path: "kernel",
+    a: "ka1",
+    aIp: a1.ip,
+    b: "kb1",
+    bPod: { name: "kb1", ip: b1.ip },
+    local: { name: "ka2", ip: a2.ip },
+    dataPlanePids: () => [],
+    drops: undefined,
+    info: { vxlanDev: ov.vxlanDev, bridge: ov.bridge },
+  };
+}
+
+/**
+ * @param {import("../dist/netns/index.js").World} world
+ * @param {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay }} hold
+ * @returns {Promise<Target>}
+ */
+async function switchPath(world, hold) {
+  const cluster = await buildNodes(world, { count: 2, stem: "s" });
+  const ov = await buildSwitchedOverlay(cluster, {
+    pods: [
+      { node: 0, name: "sa1", ip: "172.30.1.2", vni: VNI },
+      { node: 0, name: "sa2", ip: "172.30.1.3", vni: VNI },
+      { node: 1, name: "sb1", ip: "172.30.2.2", vni: VNI },
+    ],
+    switchOptions: { offloads: true },
+  });
+  hold.overlay = ov;
+  const drops = () => {
+    /** @type {Record<string, number>} */
+    const sum = {};
+    for (const n of ov.nodes) {
+      for (const [k, v] of Object.entries(n.sw.counters().drops)) sum[k] = (sum[k] ?? 0) + v;
+    }
+    return sum;
+  };
+  return {
+    path: "switch",
+    a: "sa1",
+    aIp: ov.pod("sa1").ip,
+    b: "sb1",
+    bPod: { name: "sb1", ip: ov.pod("sb1").ip },
+    local: { name: "sa2", ip: ov.pod("sa2").ip },
+    dataPlanePids: () => ["self"],
+    drops,
+    info: { features: ov.nodes.map((n) => n.sw.features()) },
+  };
+}
+
+/** Compiles the relay into `dir`; returns the binary's path. @param {string} dir */
+function compileRelay(dir) {
+  const out = join(dir, "naive-relay");
+  execFileSync("cc", ["-O2", "-Wall", "-pthread", "-o", out, join(BENCH_DIR, "naive-relay.c")], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  return out;
+}
+
+/**
+ * @param {import("../dist/netns/index.js").World} world @param {string} relayBin
+ * @returns {Promise<Target>}
+ */
+async function naivePath(world, relayBin) {
+  const cluster = await buildNodes(world, { count: 2, stem: "r" });
+  const podMtu = cluster.underlayMtu - VXLAN_OVERHEAD;
+  const specs = [
+    { node: 0, name: "ra1", ip: "172.29.1.2" },
+    { node: 1, name: "rb1", ip: "172.29.2.2" },
+  ];
+  /** @type {number[]} */
+  const pids = [];
+  for (const spec of specs) {
+    const node = cluster.nodes[spec.node];
+    const peer = cluster.nodes[1 - spec.node];
+    const podNs = await world.addNamespace(spec.name);
+    const tap = "nrtap0";
+    const proc = world.start(node.name, relayBin, [tap, node.underlayIp, peer.underlayIp, String(VNI)]);
+    await waitFor(
+      () => proc.stdout.includes("ready"),
+      5000,
+      () => {
+        if (!proc.running) throw new Error(`naive relay exited: ${proc.stderr.trim()}`);
+      },
+    );
+    pids.push(proc.pid);
+    // The TAP keeps working through the relay's fd after it moves into the pod's namespace.
+    await world.ip(node.name, ["link", "set", tap, "netns", podNs]);
+    await world.ip(spec.name, ["link", "set", tap, "name", "eth0"]);
+    await world.ip(spec.name, ["link", "set", "eth0", "address", podMac(spec.ip), "mtu", String(podMtu)]);
+    await world.ip(spec.name, ["addr", "add", `${spec.ip}/16`, "dev", "eth0"]);
+    await world.ip(spec.name, ["link", "set", "eth0", "up"]);
+  }
+  return {
+    path: "naive",
+    a: "ra1",
+    aIp: specs[0].ip,
+    b: "rb1",
+    bPod: { name: "rb1", ip: specs[1].ip },
+    local: undefined,
+    dataPlanePids: () => pids,
+    drops: undefined,
+    info: { relayPids: pids, threadsPerRelay: 2 },
+  };
+}
+
+/**
+ * @param {() => boolean} ok @param {number} timeoutMs @param {() => void} check throws to abort
+ */
+async function waitFor(ok, timeoutMs, check) {
+  const until = Date.now() + timeoutMs;
+  while (!ok()) {
+    check();
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/**
+ * @typedef {object} Sample
+ * @property {PathName} path
+ * @property {TestName} test
+ * @property {number} rep
+ * @property {number} value in the test's unit
+ * @property {Record<string, unknown>} detail
+ */
+
+/**
+ * One iperf3 run from `clientNs` to a server on `server`, CPU sampled around the client.
+ * @param {import("../dist/netns/index.js").World} world @param {Target} t
+ * @param {string} clientNs @param {{ name: string, ip: string }} server
+ * @param {import("../dist/netns/index.js").Iperf3ClientOptions} opts
+ */
+async function iperfWithCpu(world, t, clientNs, server, opts) {
+  const srv = await iperf3Server(world, server.name, server.ip);
+  try {
+    const dropsBefore = t.drops?.();
+    const before = cpuSnapshot(t.dataPlanePids());
+    const r = await iperf3Client(world, clientNs, server.ip, opts);
+    const after = cpuSnapshot(t.dataPlanePids());
+    const cpu = cpuDelta(before, after, t.dataPlanePids().length > 0);
+    /** @type {Record<string, number> | undefined} */
+    let drops;
+    if (dropsBefore && t.drops) {
+      const now = t.drops();
+      drops = {};
+      for (const [k, v] of Object.entries(now))
+        if (v !== (dropsBefore[k] ?? 0)) drops[k] = v - (dropsBefore[k] ?? 0);
+    }
+    return { r, cpu, drops };
+  } finally {
+    await srv.stop();
+  }
+}
+
+/**
+ * @param {import("../dist/netns/index.js").World} world @param {Target} t @param {TestName} test
+ * @param {Options} o @returns {Promise<{ value: number, detail: Record<string, unknown> } | undefined>}
+ */
+async function measure(world, t, test, o) {
+  if (test === "ping") {
+    const r = await ping(world, t.a, t.bPod.ip, {
+      count: o.pingCount,
+      intervalSec: o.pingInterval,
+      timeoutSec: 1,
+    });
+    if (r.rttAvgMs === undefined) throw new Error(`${t.path}: no ping replies`);
+    const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(r.output);
+    return {
+      value: r.rttAvgMs,
+      detail: {
+        sent: r.sent,
+        received: r.received,
+        lossPct: r.lossPct,
+        rttMinMs: rtt ? Number(rtt[1]) : undefined,
+        rttMaxMs: rtt ? Number(rtt[3]) : undefined,
+        rttMdevMs: rtt ? Number(rtt[4]) : undefined,
+      },
+    };
+  }
+  if (test === "udp64") {
+    // Where datagrams were lost: the sender's own interface queue, or the receiver's socket buffer.
+    const txDropBefore = (await linkStats(world, t.a, "eth0")).tx.dropped;
+    const rcvbufBefore = await udpRcvbufErrors(world, t.b);
+    const { r, cpu, drops } = await iperfWithCpu(world, t, t.a, t.bPod, {
+      seconds: o.duration,
+      udpBitsPerSec: o.udpRate,
+      extraArgs: ["-l", "64"],
+    });
+    const senderIfDrops = (await linkStats(world, t.a, "eth0")).tx.dropped - txDropBefore;
+    const receiverRcvbufErrors = (await udpRcvbufErrors(world, t.b)) - rcvbufBefore;
+    const { packets, lost, seconds } = udpCounts(r.json);
+    const received = packets - lost;
+    return {
+      value: seconds > 0 ? received / seconds / 1000 : 0,
+      detail: {
+        sentPackets: packets,
+        lostPackets: lost,
+        seconds,
+        senderIfDrops,
+        receiverRcvbufErrors,
+        cpu,
+        drops,
+      },
+    };
+  }
+  const server = test === "local" ? t.local : t.bPod;
+  if (!server) return undefined;
+  const { r, cpu, drops } = await iperfWithCpu(world, t, t.a, server, {
+    seconds: o.duration,
+    parallel: test === "tcp4" ? 4 : 1,
+  });
+  const gbit = (r.bytesReceived * 8) / 1e9;
+  return {
+    value: r.bitsPerSecond / 1e9,
+    detail: {
+      bytesReceived: r.bytesReceived,
+      retransmits: r.retransmits,
+      cpu,
+      systemCpuSecPerGbit: gbit > 0 ? round(cpu.systemS / gbit, 4) : undefined,
+      dataPlaneCpuSecPerGbit:
+        gbit > 0 && cpu.dataPlaneS !== undefined ? round(cpu.dataPlaneS / gbit, 4) : undefined,
+      drops,
+    },
+  };
+}
+
+/** The UDP receive-buffer overflow count of a namespace. @param {import("../dist/netns/index.js").World} world @param {string} ns */
+async function udpRcvbufErrors(world, ns) {
+  const r = await world.exec(ns, "nstat", ["-a", "-s", "-z", "UdpRcvbufErrors"], { allowFailure: true });
+  const m = /UdpRcvbufErrors\s+(\d+)/.exec(r.stdout);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Received-side datagram counts from an `iperf3 -u -J` client document. @param {unknown} json */
+function udpCounts(json) {
+  const end = /** @type {{ end?: Record<string, Record<string, number> | undefined> }} */ (json).end ?? {};
+  const s = end.sum_received ?? end.sum ?? {};
+  const packets = s.packets ?? 0;
+  const lost = s.lost_packets ?? 0;
+  const seconds = s.seconds ?? end.sum?.seconds ?? 0;
+  return { packets, lost, seconds };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+/** The interesting side facts of one sample, for the progress line. @param {Record<string, unknown>} d */
+function progressNote(d) {
+  const parts = [];
+  if (typeof d.retransmits === "number") parts.push(`retr ${d.retransmits}`);
+  if (typeof d.lostPackets === "number")
+    parts.push(
+      `lost ${d.lostPackets}/${d.sentPackets} (sender if drops ${d.senderIfDrops}, receiver rcvbuf ${d.receiverRcvbufErrors})`,
+    );
+  if (typeof d.rttMaxMs === "number") parts.push(`min ${d.rttMinMs} max ${d.rttMaxMs} ms`);
+  const drops = /** @type {Record<string, number> | undefined} */ (d.drops);
+  if (drops && Object.keys(drops).length > 0) parts.push(`switch drops ${JSON.stringify(drops)}`);
+  return parts.length > 0 ? `  (${parts.join("; ")})` : "";
+}
+
+/** @param {number[]} xs */
+function median(xs) {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** @param {number | undefined} x @param {string} unit */
+function fmt(x, unit) {
+  if (x === undefined || !Number.isFinite(x)) return "-";
+  if (unit === "ms") return x.toFixed(3);
+  if (unit === "kpps") return x.toFixed(0);
+  if (unit === "s/Gbit") return x.toFixed(3);
+  return x.toFixed(2);
+}
+
+/** @param {number | undefined} a @param {number | undefined} b */
+function ratio(a, b) {
+  if (a === undefined || b === undefined || !(b > 0)) return "-";
+  return `${(a / b).toFixed(2)}x`;
+}
+
+/**
+ * Rows of the summary: one per test, plus CPU rows for the TCP tests across nodes.
+ * @param {Sample[]} samples @param {PathName[]} paths @param {TestName[]} tests
+ */
+function summarize(samples, paths, tests) {
+  /** @type {{ key: string, label: string, unit: string, higherIsBetter: boolean, medians: Partial<Record<PathName, number>> }[]} */
+  const rows = [];
+  /** @param {PathName} p @param {TestName} test @param {(s: Sample) => number | undefined} pick */
+  const med = (p, test, pick) =>
+    median(
+      samples
+        .filter((s) => s.path === p && s.test === test)
+        .map(pick)
+        .filter((v) => v !== undefined && Number.isFinite(v))
+        .map(Number),
+    );
+  for (const test of tests) {
+    const def = TESTS[test];
+    /** @type {Partial<Record<PathName, number>>} */
+    const medians = {};
+    for (const p of paths) {
+      const m = med(p, test, (s) => s.value);
+      if (m !== undefined) medians[p] = m;
+    }
+    rows.push({ key: test, label: def.label, unit: def.unit, higherIsBetter: def.higherIsBetter, medians });
+  }
+  for (const test of /** @type {TestName[]} */ (["tcp1", "tcp4"])) {
+    if (!tests.includes(test)) continue;
+    for (const [field, what] of [
+      ["systemCpuSecPerGbit", "system CPU"],
+      ["dataPlaneCpuSecPerGbit", "data-plane process CPU"],
+    ]) {
+      /** @type {Partial<Record<PathName, number>>} */
+      const medians = {};
+      for (const p of paths) {
+        const m = med(p, test, (s) => /** @type {number | undefined} */ (s.detail[field]));
+        if (m !== undefined) medians[p] = m;
+      }
+      rows.push({
+        key: `${test}.${field}`,
+        label: `${what} per Gbit, ${test === "tcp1" ? "TCP 1 stream" : "TCP 4 streams"}`,
+        unit: "s/Gbit",
+        higherIsBetter: false,
+        medians,
+      });
+    }
+  }
+  return rows;
+}
+
+/**
+ * A Markdown table: medians per path, then the ratios between the paths present.
+ * @param {ReturnType<typeof summarize>} rows @param {PathName[]} paths
+ */
+function table(rows, paths) {
+  /** @type {[PathName, PathName][]} */
+  const pairs = [
+    ["switch", "kernel"],
+    ["naive", "kernel"],
+    ["switch", "naive"],
+  ];
+  const shown = pairs.filter(([a, b]) => paths.includes(a) && paths.includes(b));
+  const head = ["test", ...paths, ...shown.map(([a, b]) => `${a}/${b}`)];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of rows) {
+    const cells = [`${r.label} (${r.unit})`];
+    for (const p of paths) cells.push(fmt(r.medians[p], r.unit));
+    for (const [a, b] of shown) cells.push(ratio(r.medians[a], r.medians[b]));
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+function timestamp() {
+  return new Date()
+    .toISOString()
+    .replace(/\.\d+Z$/, "Z")
+    .replace(/:/g, "-");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (!isRoot()) {
+    console.error("bench: needs root (network namespaces, TAP devices)");
+    process.exit(2);
+  }
+  for (const cmd of ["iperf3", "ping", "ip"]) {
+    if (!onPath(cmd)) throw new Error(`bench: ${cmd} is not installed`);
+  }
+  if (o.paths.includes("naive") && !onPath("cc")) throw new Error("bench: cc is needed for the naive relay");
+  const ovs = onPath("ovs-vswitchd")
+    ? "skipped: ovs-vswitchd is installed, but this bench has no Open vSwitch topology yet"
+    : "skipped: not installed";
+  const mach = machine();
+  const started = new Date();
+  console.log(
+    `bench: ${mach.nproc} x ${mach.cpuModel}, Linux ${mach.kernel}, node ${mach.node}, ${mach.iperf3 ?? "iperf3 ?"}`,
+  );
+  console.log(
+    `bench: paths ${o.paths.join(", ")}; tests ${o.tests.join(", ")}; ${o.reps} rep(s) x ${o.duration} s` +
+      `; UDP at -b ${o.udpRate / 1e6}M -l 64; ping ${o.pingCount} x ${o.pingInterval} s`,
+  );
+  console.log(`bench: open vswitch ${ovs}`);
+
+  /** @type {import("../dist/netns/index.js").World | undefined} */
+  let world;
+  /** @type {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay }} */
+  const hold = {};
+  let tmp;
+  let cleaning;
+  const cleanup = async () => {
+    cleaning ??= (async () => {
+      try {
+        hold.overlay?.close();
+      } finally {
+        await world?.destroy();
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    })();
+    return cleaning;
+  };
+  /** @param {NodeJS.Signals} sig */
+  const onSignal = (sig) => {
+    console.error(`bench: ${sig}, cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  /** @type {Sample[]} */
+  const samples = [];
+  /** @type {Record<string, unknown>} */
+  const pathInfo = {};
+  try {
+    tmp = mkdtempSync(join(tmpdir(), "overlay-bench-"));
+    world = await World.create();
+    /** @type {Target[]} */
+    const targets = [];
+    for (const p of o.paths) {
+      const t =
+        p === "kernel"
+          ? await kernelPath(world)
+          : p === "switch"
+            ? await switchPath(world, hold)
+            : await naivePath(world, compileRelay(tmp));
+      targets.push(t);
+      pathInfo[p] = t.info;
+      // Neighbour entries and tables settle before anything is timed.
+      for (const peer of [t.bPod, t.local]) {
+        if (!peer) continue;
+        const r = await pingUntil(world, t.a, peer.ip, 20, { intervalSec: 0.05 });
+        if (r.received === 0) throw new Error(`${p}: ${t.a} cannot reach ${peer.name} (${peer.ip})`);
+      }
+    }
+    for (let rep = 1; rep <= o.reps; rep++) {
+      for (const test of o.tests) {
+        for (const t of targets) {
+          const m = await measure(world, t, test, o);
+          if (!m) continue;
+          samples.push({ path: t.path, test, rep, value: m.value, detail: m.detail });
+          console.error(
+            `  rep ${rep}/${o.reps} ${test.padEnd(5)} ${t.path.padEnd(6)} ${fmt(m.value, TESTS[test].unit)} ${TESTS[test].unit}${progressNote(m.detail)}`,
+          );
+        }
+      }
+    }
+  } finally {
+    await cleanup();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+
+  const rows = summarize(samples, o.paths, o.tests);
+  const md = table(rows, o.paths);
+  console.log("");
+  console.log(
+    `medians of ${o.reps} x ${o.duration} s; ${o.paths.map((p) => `${p} = ${PATH_LABELS[p]}`).join("; ")}`,
+  );
+  console.log(`open vswitch userspace datapath: ${ovs}`);
+  console.log("");
+  console.log(md);
+
+  if (o.save) {
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const stamp = timestamp();
+    const doc = {
+      date: started.toISOString(),
+      command: `node bench/run.mjs ${process.argv.slice(2).join(" ")}`.trim(),
+      machine: { ...mach, loadAverageAtEnd: loadavg().map((x) => round(x, 2)) },
+      config: {
+        reps: o.reps,
+        durationSec: o.duration,
+        paths: o.paths,
+        tests: o.tests,
+        udpBitsPerSec: o.udpRate,
+        udpPayloadBytes: 64,
+        pingCount: o.pingCount,
+        pingIntervalSec: o.pingInterval,
+      },
+      openVSwitch: ovs,
+      paths: pathInfo,
+      units: Object.fromEntries(ALL_TESTS.map((t) => [t, TESTS[t].unit])),
+      medians: Object.fromEntries(rows.map((r) => [r.key, r.medians])),
+      samples,
+      table: md,
+    };
+    const jsonPath = join(RESULTS_DIR, `${stamp}.json`);
+    writeFileSync(jsonPath, `${JSON.stringify(doc, null, 2)}\n`);
+    const svgPath = join(RESULTS_DIR, "latest.svg");
+    writeFileSync(
+      svgPath,
+      renderSvg({
+        title: `Pod to pod over VXLAN, medians of ${o.reps} x ${o.duration} s`,
+        subtitle: `${mach.nproc} x ${mach.cpuModel}, Linux ${mach.kernel}, ${started.toISOString().slice(0, 10)}`,
+        paths: o.paths.map((p) => ({ key: p, label: PATH_LABELS[p] })),
+        panels: rows.map((r) => ({
+          title: r.label,
+          unit: r.unit,
+          higherIsBetter: r.higherIsBetter,
+          values: r.medians,
+        })),
+      }),
+    );
+    console.log("");
+    console.log(`bench: wrote ${jsonPath} and ${svgPath}`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exit(1);
+});
