@@ -1,0 +1,73 @@
+/**
+ * Smoke test of the data-plane benchmark: `node bench/run.mjs --quick --only switch --no-save`
+ * builds its namespace world, measures the switch alone for a few seconds per test and prints
+ * its table. Checks only that the run works end to end, not how fast the switch is.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { isRoot } from "../../src/netns/index.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+function skipReason(): string | undefined {
+  let why: string | undefined;
+  if (!isRoot()) why = "the benchmark builds network namespaces and TAP devices, which need root";
+  if (why) console.log(`test/bench/bench.smoke.test.ts: skipped, ${why}`);
+  return why;
+}
+
+interface Output {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runBench(args: string[], timeoutMs: number): Promise<Output> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, "bench", "run.mjs"), ...args],
+      { cwd: ROOT, timeout: timeoutMs, killSignal: "SIGTERM", encoding: "utf8" },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : null) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** The cells of the table row whose first cell starts with `label`. */
+function row(table: string, label: string): string[] | undefined {
+  const line = table.split("\n").find((l) => l.startsWith(`| ${label}`));
+  return line
+    ?.split("|")
+    .slice(1, -1)
+    .map((c) => c.trim());
+}
+
+describe.skipIf(skipReason() !== undefined)("bench smoke", () => {
+  it("prints a table with a positive switch throughput", { timeout: 60_000 }, async () => {
+    expect(
+      existsSync(join(ROOT, "dist", "netns", "index.js")),
+      "dist/ is missing: npx tsc -p tsconfig.build.json",
+    ).toBe(true);
+    const out = await runBench(["--quick", "--only", "switch", "--no-save"], 45_000);
+    expect(out.code, `bench failed:\n${out.stderr}\n${out.stdout}`).toBe(0);
+    expect(out.stdout).toMatch(/^\| test \| switch \|$/m);
+
+    const tcp = row(out.stdout, "TCP 1 stream across nodes");
+    expect(tcp, out.stdout).toBeDefined();
+    expect(Number(tcp![1])).toBeGreaterThan(0);
+
+    const local = row(out.stdout, "TCP 1 stream, two pods on one node");
+    expect(Number(local![1])).toBeGreaterThan(0);
+    const udp = row(out.stdout, "UDP 64 B received");
+    expect(Number(udp![1])).toBeGreaterThan(0);
+    const rtt = row(out.stdout, "ping RTT across nodes");
+    expect(Number(rtt![1])).toBeGreaterThan(0);
+    expect(out.stdout).toContain("open vswitch");
+  });
+});
