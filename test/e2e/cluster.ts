@@ -1,0 +1,80 @@
+/**
+ * The end-to-end test cluster: nodes in network namespaces on a veth underlay, a real store
+ * (etcd in a namespace of its own on the underlay, or one SQLite file shared by the agents), one
+ * `overlayd` per node, pods attached through the `overlay-cni` binary. Built on the demo's
+ * LocalCluster; this file adds etcd and the preconditions of the tests.
+ */
+import { existsSync } from "node:fs";
+import { isRoot } from "../../src/netns/index.js";
+import {
+  BIN,
+  LocalCluster,
+  sqliteStore,
+  type ClusterOptions,
+  type ExecResult,
+  type StoreProvider,
+} from "../../src/demo/cluster.js";
+import { ETCD_BINARY, startEtcd } from "../helpers/etcd.js";
+
+export {
+  LocalCluster,
+  CniCallError,
+  type ClusterNode,
+  type ExecResult,
+  type Pod,
+} from "../../src/demo/cluster.js";
+
+export type StoreKind = "etcd" | "sqlite";
+
+/** etcd on its namespace's underlay address, so that every node's agent and dctl reach it. */
+export function etcdStore(): StoreProvider {
+  return {
+    needsNamespace: true,
+    start: async (place) => {
+      if (place === undefined) throw new Error("etcd needs a namespace on the underlay");
+      const etcd = await startEtcd({ ip: place.ip, netnsName: place.ns });
+      return { url: etcd.url, stop: () => etcd.stop() };
+    },
+  };
+}
+
+/**
+ * Why the end-to-end tests of `file` cannot run here (printed), or undefined when they can.
+ * Root is the only reason to skip: missing binaries or tools fail the tests with a clear error.
+ */
+export function skipReason(file: string): string | undefined {
+  const why = isRoot() ? undefined : "network namespaces, TAP devices and overlayd need root";
+  if (why !== undefined) console.log(`${file}: skipped, ${why}`);
+  return why;
+}
+
+/** Fails with a clear message when something the tests run is missing. */
+export function requireTools(store: StoreKind): void {
+  const missing = Object.values(BIN).filter((p) => !existsSync(p));
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.join(", ")}: build the TypeScript first (npm run build:ts)`);
+  }
+  if (store === "etcd" && !existsSync(ETCD_BINARY)) {
+    throw new Error(`etcd is not installed (${ETCD_BINARY} missing): apt-get install etcd-server`);
+  }
+}
+
+export interface TestClusterOptions extends Omit<ClusterOptions, "store"> {
+  store: StoreKind;
+}
+
+export async function startCluster(options: TestClusterOptions): Promise<LocalCluster> {
+  requireTools(options.store);
+  const { store, ...rest } = options;
+  return LocalCluster.start({ ...rest, store: store === "etcd" ? etcdStore() : sqliteStore() });
+}
+
+/** The result of a command, for assertion messages. */
+export function show(r: ExecResult): string {
+  return `exit ${String(r.code)}${r.timedOut ? " (timed out)" : ""}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
+
+/** Both agents' logs, for a failing test's message. */
+export function agentLogs(c: LocalCluster): string {
+  return c.nodes.map((n) => `--- overlayd ${n.name} ---\n${c.agentLog(n)}`).join("\n");
+}
