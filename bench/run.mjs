@@ -17,6 +17,7 @@
  * Needs root, iperf3, ping, cc, and the compiled TypeScript (npx tsc -p tsconfig.build.json).
  */
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -191,6 +192,29 @@ function machine() {
   };
 }
 
+/** Which code was measured: the commit, whether native/ had local changes, the addon's hash. */
+function build() {
+  const root = join(BENCH_DIR, "..");
+  const addon = join(root, "build", "Release", "overlay_switch.node");
+  const git = (/** @type {string[]} */ args) => {
+    try {
+      return execFileSync("git", ["-C", root, ...args], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    commit: git(["rev-parse", "HEAD"])?.trim(),
+    nativeChangedSinceCommit: (git(["status", "--porcelain", "--", "native"]) ?? "").trim() !== "",
+    addonSha256: existsSync(addon)
+      ? createHash("sha256").update(readFileSync(addon)).digest("hex")
+      : undefined,
+  };
+}
+
 let ticksCache = 0;
 function clockTicks() {
   if (ticksCache === 0) {
@@ -203,13 +227,18 @@ function clockTicks() {
 // ---------------------------------------------------------------------------------------------
 // CPU accounting
 
-/** utime + stime of one process, seconds; 0 when it is gone. @param {number | "self"} pid */
-function processCpuSeconds(pid) {
+/**
+ * utime + stime of one process, seconds; with `children`, the cutime + cstime of its children
+ * that have been waited for instead. 0 when the process is gone.
+ * @param {number | "self"} pid @param {boolean} [children]
+ */
+function processCpuSeconds(pid, children = false) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 of stat(5); the slice starts at field 3.
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+    // Fields 14-17 of stat(5) (utime, stime, cutime, cstime); the slice starts at field 3.
+    const i = children ? 13 : 11;
+    return (Number(fields[i]) + Number(fields[i + 1])) / clockTicks();
   } catch {
     return 0;
   }
@@ -223,12 +252,17 @@ function systemBusySeconds() {
   return (user + nice + system + irq + softirq) / clockTicks();
 }
 
-/** @param {(number | "self")[]} pids */
-function cpuSnapshot(pids) {
+/**
+ * @param {(number | "self")[]} pids the data plane's processes
+ * @param {number} serverPid the iperf3 server; the client is a child of this process, counted
+ *   once it has been waited for
+ */
+function cpuSnapshot(pids, serverPid) {
   return {
     t: performance.now(),
     sys: systemBusySeconds(),
     dp: pids.reduce((s, p) => s + processCpuSeconds(p), 0),
+    ends: processCpuSeconds(serverPid) + processCpuSeconds("self", true),
   };
 }
 
@@ -237,10 +271,14 @@ function cpuSnapshot(pids) {
  * @param {boolean} hasDp
  */
 function cpuDelta(a, b, hasDp) {
+  const dp = b.dp - a.dp;
+  const ends = b.ends - a.ends;
   return {
     wallS: round((b.t - a.t) / 1000, 3),
     systemS: round(b.sys - a.sys, 2),
-    dataPlaneS: hasDp ? round(b.dp - a.dp, 2) : undefined,
+    endpointsS: round(ends, 2),
+    dataPlaneS: hasDp ? round(dp, 2) : undefined,
+    endpointsAndDataPlaneS: round(ends + (hasDp ? dp : 0), 2),
   };
 }
 
@@ -415,12 +453,13 @@ async function waitFor(ok, timeoutMs, check) {
  * @param {import("../dist/netns/index.js").Iperf3ClientOptions} opts
  */
 async function iperfWithCpu(world, t, clientNs, server, opts) {
-  const srv = await iperf3Server(world, server.name, server.ip);
+  // Not one-off: the server must still exist when its CPU time is read after the test.
+  const srv = await iperf3Server(world, server.name, server.ip, { oneOff: false });
   try {
     const dropsBefore = t.drops?.();
-    const before = cpuSnapshot(t.dataPlanePids());
+    const before = cpuSnapshot(t.dataPlanePids(), srv.process.pid);
     const r = await iperf3Client(world, clientNs, server.ip, opts);
-    const after = cpuSnapshot(t.dataPlanePids());
+    const after = cpuSnapshot(t.dataPlanePids(), srv.process.pid);
     const cpu = cpuDelta(before, after, t.dataPlanePids().length > 0);
     /** @type {Record<string, number> | undefined} */
     let drops;
@@ -501,6 +540,7 @@ async function measure(world, t, test, o) {
       retransmits: r.retransmits,
       cpu,
       systemCpuSecPerGbit: gbit > 0 ? round(cpu.systemS / gbit, 4) : undefined,
+      endpointsAndDataPlaneCpuSecPerGbit: gbit > 0 ? round(cpu.endpointsAndDataPlaneS / gbit, 4) : undefined,
       dataPlaneCpuSecPerGbit:
         gbit > 0 && cpu.dataPlaneS !== undefined ? round(cpu.dataPlaneS / gbit, 4) : undefined,
       drops,
@@ -595,6 +635,7 @@ function summarize(samples, paths, tests) {
     if (!tests.includes(test)) continue;
     for (const [field, what] of [
       ["systemCpuSecPerGbit", "system CPU"],
+      ["endpointsAndDataPlaneCpuSecPerGbit", "iperf3 + data-plane CPU"],
       ["dataPlaneCpuSecPerGbit", "data-plane process CPU"],
     ]) {
       /** @type {Partial<Record<PathName, number>>} */
@@ -661,6 +702,7 @@ async function main() {
     ? "skipped: ovs-vswitchd is installed, but this bench has no Open vSwitch topology yet"
     : "skipped: not installed";
   const mach = machine();
+  const code = build();
   const started = new Date();
   console.log(
     `bench: ${mach.nproc} x ${mach.cpuModel}, Linux ${mach.kernel}, node ${mach.node}, ${mach.iperf3 ?? "iperf3 ?"}`,
@@ -756,6 +798,7 @@ async function main() {
       date: started.toISOString(),
       command: `node bench/run.mjs ${process.argv.slice(2).join(" ")}`.trim(),
       machine: { ...mach, loadAverageAtEnd: loadavg().map((x) => round(x, 2)) },
+      build: code,
       config: {
         reps: o.reps,
         durationSec: o.duration,

@@ -29,8 +29,8 @@ function label(x, unit) {
 export function renderSvg(chart) {
   const panels = chart.panels.filter((p) => Object.values(p.values).some((v) => v !== undefined));
   const cols = 3;
-  const pw = 300;
-  const ph = 210;
+  const pw = 360;
+  const ph = 230;
   const top = 90;
   const rows = Math.max(1, Math.ceil(panels.length / cols));
   const width = cols * pw + 20;
@@ -50,8 +50,8 @@ export function renderSvg(chart) {
   panels.forEach((panel, idx) => {
     const ox = 10 + (idx % cols) * pw;
     const oy = top + Math.floor(idx / cols) * ph;
-    const plotTop = oy + 40;
-    const plotH = ph - 80;
+    const plotTop = oy + 56;
+    const plotH = ph - 110;
     const base = plotTop + plotH;
     const better = panel.higherIsBetter ? "higher is better" : "lower is better";
     out.push(`<text x="${ox}" y="${oy + 14}" font-weight="bold">${esc(panel.title)}</text>`);
@@ -80,6 +80,12 @@ export function renderSvg(chart) {
       out.push(
         `<text x="${(x + bw / 2).toFixed(1)}" y="${base + 16}" text-anchor="middle" fill="#333">${esc(p.key)}</text>`,
       );
+      const ref = vals[0];
+      if (i > 0 && v !== undefined && ref !== undefined && ref > 0) {
+        out.push(
+          `<text x="${(x + bw / 2).toFixed(1)}" y="${base + 30}" text-anchor="middle" fill="#777">${(v / ref).toFixed(2)}x ${esc(chart.paths[0].key)}</text>`,
+        );
+      }
     });
   });
   out.push("</svg>");
