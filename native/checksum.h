@@ -11,39 +11,35 @@ namespace overlay {
 // The byte order of the sum is the wire's, so the folded result is stored as is.
 inline uint64_t SumBytes(const void* data, size_t len, uint64_t sum = 0) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
+  // A 128-bit accumulator keeps every carry of 64-bit adds (add + adc), folded once at the end.
+  unsigned __int128 acc = sum;
   while (len >= 32) {
     uint64_t a, b, c, d;
     std::memcpy(&a, p, 8);
     std::memcpy(&b, p + 8, 8);
     std::memcpy(&c, p + 16, 8);
     std::memcpy(&d, p + 24, 8);
-    // Each 64-bit word is added as two 32-bit halves so carries are never lost.
-    sum += (a & 0xffffffff) + (a >> 32) + (b & 0xffffffff) + (b >> 32) + (c & 0xffffffff) +
-           (c >> 32) + (d & 0xffffffff) + (d >> 32);
+    acc += a;
+    acc += b;
+    acc += c;
+    acc += d;
     p += 32;
     len -= 32;
   }
-  while (len >= 4) {
-    uint32_t w;
-    std::memcpy(&w, p, 4);
-    sum += w;
-    p += 4;
-    len -= 4;
+  while (len >= 8) {
+    uint64_t a;
+    std::memcpy(&a, p, 8);
+    acc += a;
+    p += 8;
+    len -= 8;
   }
-  if (len >= 2) {
-    uint16_t w;
-    std::memcpy(&w, p, 2);
-    sum += w;
-    p += 2;
-    len -= 2;
-  }
-  if (len) {
-    uint8_t last[2] = {*p, 0};
-    uint16_t w;
-    std::memcpy(&w, last, 2);
-    sum += w;
-  }
-  return sum;
+  uint64_t tail = 0;
+  std::memcpy(&tail, p, len);  // little-endian: the bytes keep their wire positions
+  acc += tail;
+  uint64_t lo = static_cast<uint64_t>(acc), hi = static_cast<uint64_t>(acc >> 64);
+  uint64_t r = lo + hi;
+  r += (r < lo);  // end-around carry
+  return r;
 }
 
 inline uint16_t Fold16(uint64_t sum) {

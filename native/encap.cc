@@ -58,32 +58,39 @@ Encapsulator::Encapsulator(const std::vector<int>& sockets, bool gso, uint16_t p
                            WorkerCounters& counters)
     : sockets_(sockets), gso_(gso), port_(port), c_(counters), arena_(new uint8_t[kArenaSize]) {}
 
-// Room for one message of `bytes`; flushes first when the arena or the message list is full.
-uint8_t* Encapsulator::Reserve(size_t bytes) {
-  if (used_ + bytes > kArenaSize || nmsgs_ == kMaxMsgs) Flush();
-  return arena_.get() + used_;
+void Encapsulator::EnsureRoom(size_t bytes, size_t iovs, size_t msgs) {
+  if (used_ + bytes > kArenaSize || niov_ + iovs > kMaxIov || nmsgs_ + msgs > kMaxMsgs) Flush();
 }
 
-// Records the message just written at the arena's end (always after a Reserve).
-void Encapsulator::Push(size_t offset, size_t len, uint16_t seg_size, uint16_t segs, uint32_t vtep,
-                        uint8_t sock) {
-  msgs_[nmsgs_++] = Msg{offset, len, seg_size, segs, vtep, sock};
+uint8_t* Encapsulator::Take(size_t bytes) {
+  uint8_t* p = arena_.get() + used_;
+  used_ += bytes;
+  return p;
+}
+
+void Encapsulator::Push(size_t iov_first, size_t len, uint16_t seg_size, uint16_t segs,
+                        uint32_t vtep, uint8_t sock) {
+  msgs_[nmsgs_++] = Msg{iov_first, niov_ - iov_first, len, seg_size, segs, vtep, sock};
 }
 
 void Encapsulator::EncapPlain(const uint8_t* frame, size_t len, uint32_t vni, uint32_t vtep) {
   uint8_t sock = static_cast<uint8_t>(FlowHash(frame, len) % sockets_.size());
-  uint8_t* out = Reserve(sizeof(VxlanHdr) + len);
+  size_t wire = sizeof(VxlanHdr) + len;
+  EnsureRoom(wire, 1, 1);
+  uint8_t* out = Take(wire);
   SetVxlan(reinterpret_cast<VxlanHdr*>(out), vni);
   std::memcpy(out + sizeof(VxlanHdr), frame, len);
-  size_t off = used_;
-  used_ += sizeof(VxlanHdr) + len;
-  Push(off, sizeof(VxlanHdr) + len, 0, 1, vtep, sock);
+  size_t first = niov_;
+  AddIov(out, wire);
+  Push(first, wire, 0, 1, vtep, sock);
 }
 
-Drop Encapsulator::Encap(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni,
-                         uint32_t vtep) {
+Drop Encapsulator::Encap(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni, uint32_t vtep,
+                         bool* referenced) {
+  *referenced = false;
   uint8_t sock = static_cast<uint8_t>(FlowHash(frame, len) % sockets_.size());
-  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) return Segment(h, frame, len, vni, vtep, sock);
+  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE)
+    return Segment(h, frame, len, vni, vtep, sock, referenced);
   if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !FinishChecksum(h, frame, len))
     return Drop::kBadVnetHdr;
   EncapPlain(frame, len, vni, vtep);
@@ -94,7 +101,7 @@ Drop Encapsulator::Encap(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t 
 // would: every segment gets the headers with its own length, IP ID, sequence number and full
 // checksums; FIN and PSH stay on the last segment only, CWR on the first only.
 Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni,
-                           uint32_t vtep, uint8_t sock) {
+                           uint32_t vtep, uint8_t sock, bool* referenced) {
   if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4) return Drop::kBadVnetHdr;
   if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(TcpHdr)) return Drop::kFrameShort;
   const auto* ip0 = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
@@ -110,21 +117,26 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
   size_t mss = h.gso_size;
   if (mss == 0) return Drop::kBadVnetHdr;
   if (payload <= mss) {
-    // Nothing to cut: finish the checksum and send it whole.
+    // Nothing to cut: finish the checksum and send it whole (copied, not referenced).
     VnetHdr plain = h;
     plain.gso_type = VIRTIO_NET_HDR_GSO_NONE;
-    if (!(plain.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
-      plain.flags |= VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      plain.csum_start = static_cast<uint16_t>(l4);
-      plain.csum_offset = 16;
-    }
-    return Encap(plain, frame, len, vni, vtep);
+    plain.flags |= VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    plain.csum_start = static_cast<uint16_t>(l4);
+    plain.csum_offset = 16;
+    // The field may hold a partial (pseudo-header) sum or nothing useful: start from the
+    // pseudo-header so the result is right either way.
+    auto* tcp = reinterpret_cast<TcpHdr*>(frame + l4);
+    tcp->check = Fold16(PseudoHeaderSum(ip0->saddr, ip0->daddr, kIpProtoTcp, thl + payload));
+    return Encap(plain, frame, len, vni, vtep, referenced);
   }
 
-  const size_t seg_wire = sizeof(VxlanHdr) + hlen + mss;  // UDP payload of a full segment
+  const size_t hdr_wire = sizeof(VxlanHdr) + hlen;  // built per segment in the arena
+  const size_t seg_wire = hdr_wire + mss;           // UDP payload of a full segment
   const size_t nseg = (payload + mss - 1) / mss;
   size_t per_send = gso_ ? std::min(kMaxSegsPerSend, kMaxUdpPayload / seg_wire) : 1;
   if (per_send == 0) per_send = 1;
+  // Room for the whole super-frame now, so no flush happens once the frame is referenced.
+  EnsureRoom(nseg * hdr_wire, 2 * nseg, (nseg + per_send - 1) / per_send);
 
   const uint16_t id0 = ntohs(ip0->id);
   const uint32_t seq0 = ntohl(tcp0->seq);
@@ -133,16 +145,16 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
   size_t done = 0;  // payload bytes emitted
   for (size_t first = 0; first < nseg; first += per_send) {
     size_t count = std::min(per_send, nseg - first);
-    uint8_t* out = Reserve(count * seg_wire);
-    size_t msg_off = used_;
+    size_t iov_first = niov_;
     size_t msg_len = 0;
     for (size_t k = 0; k < count; ++k) {
       size_t i = first + k;
       size_t seg = std::min(mss, payload - done);
+      const uint8_t* data = frame + hlen + done;
+      uint8_t* out = Take(hdr_wire);
       SetVxlan(reinterpret_cast<VxlanHdr*>(out), vni);
       uint8_t* f = out + sizeof(VxlanHdr);
       std::memcpy(f, frame, hlen);
-      std::memcpy(f + hlen, frame + hlen + done, seg);
       auto* ip = reinterpret_cast<Ipv4Hdr*>(f + sizeof(EthHdr));
       auto* tcp = reinterpret_cast<TcpHdr*>(f + l4);
       ip->tot_len = htons(static_cast<uint16_t>(ihl + thl + seg));
@@ -155,17 +167,19 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
       if (i > 0) fl &= static_cast<uint8_t>(~kTcpCwr);
       tcp->flags = fl;
       tcp->check = 0;
+      // The header is an even number of bytes, so its sum and the payload's simply add.
       uint64_t sum = PseudoHeaderSum(ip->saddr, ip->daddr, kIpProtoTcp, thl + seg);
-      tcp->check = Checksum(tcp, thl + seg, sum);
-      size_t wire = sizeof(VxlanHdr) + hlen + seg;
-      out += wire;
-      msg_len += wire;
+      sum = SumBytes(data, seg, sum);
+      tcp->check = Checksum(tcp, thl, sum);
+      AddIov(out, hdr_wire);
+      AddIov(data, seg);
+      msg_len += hdr_wire + seg;
       done += seg;
     }
-    used_ += msg_len;
-    Push(msg_off, msg_len, count > 1 ? static_cast<uint16_t>(seg_wire) : 0,
+    Push(iov_first, msg_len, count > 1 ? static_cast<uint16_t>(seg_wire) : 0,
          static_cast<uint16_t>(count), vtep, sock);
   }
+  *referenced = true;
   return Drop::kCount;
 }
 
@@ -177,7 +191,6 @@ void Encapsulator::Flush() {
     for (size_t i = 0; i < nmsgs_; ++i) {
       const Msg& m = msgs_[i];
       if (m.socket != s) continue;
-      iov_[n] = {arena_.get() + m.offset, m.len};
       addr_[n] = sockaddr_in{};
       addr_[n].sin_family = AF_INET;
       addr_[n].sin_addr.s_addr = m.vtep;
@@ -186,8 +199,8 @@ void Encapsulator::Flush() {
       h = msghdr{};
       h.msg_name = &addr_[n];
       h.msg_namelen = sizeof(sockaddr_in);
-      h.msg_iov = &iov_[n];
-      h.msg_iovlen = 1;
+      h.msg_iov = &iovs_[m.iov_first];
+      h.msg_iovlen = m.iov_count;
       if (m.seg_size) {
         h.msg_control = cmsg_[n];
         h.msg_controllen = sizeof(cmsg_[n]);
@@ -219,7 +232,9 @@ void Encapsulator::Flush() {
     }
   }
   nmsgs_ = 0;
+  niov_ = 0;
   used_ = 0;
+  ++flushes_;
 }
 
 }  // namespace overlay

@@ -35,7 +35,7 @@ std::unique_ptr<Switch> Switch::Create(const SwitchConfig& config, std::string* 
   sw->tables_.store(new Tables(initial));
   for (int w = 0; w < config.workers; ++w) {
     sw->workers_.emplace_back(
-        new Worker(*sw, w, sw->sockets_.rx[w], sw->sockets_.tx[w], sw->sockets_.gso));
+        new Worker(*sw, w, sw->sockets_.rx[w], sw->sockets_.tx, sw->sockets_.gso));
   }
   for (auto& w : sw->workers_) {
     *err = w->Start();

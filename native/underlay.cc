@@ -54,22 +54,16 @@ std::string OpenHere(const UnderlaySpec& spec, UnderlaySockets* out) {
     out->rx.push_back(fd);
     int one = 1;
     if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) != 0) out->gro = false;
-    std::vector<int> tx;
-    for (int k = 0; k < kSendSocketsPerWorker; ++k) {
-      int s = UdpSocket(spec.ip, 0, false, &err);
-      if (s < 0) {
-        out->tx.push_back(tx);
-        return err;
-      }
-      // Probe UDP GSO on the first socket: setting a segment size of 0 is accepted where the
-      // kernel knows UDP_SEGMENT, and leaves sends unsegmented unless a cmsg asks.
-      int zero = 0;
-      if (w == 0 && k == 0 && setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) != 0)
-        out->gso = false;
-      tx.push_back(s);
-    }
-    out->tx.push_back(tx);
   }
+  for (int k = 0; k < kSendSockets; ++k) {
+    int s = UdpSocket(spec.ip, 0, false, &err);
+    if (s < 0) return err;
+    out->tx.push_back(s);
+  }
+  // Probe UDP GSO: a segment size of 0 is accepted where the kernel knows UDP_SEGMENT, and
+  // leaves sends unsegmented unless a cmsg asks.
+  int zero = 0;
+  if (setsockopt(out->tx[0], SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) != 0) out->gso = false;
   return "";
 }
 
@@ -83,8 +77,7 @@ std::string OpenUnderlay(const UnderlaySpec& spec, UnderlaySockets* out) {
 
 void CloseUnderlay(UnderlaySockets* s) {
   for (int fd : s->rx) close(fd);
-  for (auto& v : s->tx)
-    for (int fd : v) close(fd);
+  for (int fd : s->tx) close(fd);
   s->rx.clear();
   s->tx.clear();
 }

@@ -2,9 +2,10 @@
 //
 // Receive: one socket per packet thread on the VXLAN port (SO_REUSEPORT, so the kernel spreads
 // flows over the threads), with UDP_GRO so a peer's GSO send arrives as one buffer.
-// Send: per packet thread, a few sockets on ephemeral ports. The outer UDP source port carries
-// the inner flow's entropy (RFC 7348 section 5), so each flow picks its socket by hash; one
-// socket per flow also keeps a flow's datagrams in order.
+// Send: a few sockets on ephemeral ports, shared by the packet threads. The outer UDP source
+// port carries the inner flow's entropy (RFC 7348 section 5), so each flow picks its socket by
+// hash; the choice depends on the flow alone (not on the thread, which follows the TAP queue the
+// pod's kernel picked), so a flow keeps one outer 5-tuple and its order on the underlay.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace overlay {
 
-constexpr int kSendSocketsPerWorker = 8;
+constexpr int kSendSockets = 8;
 
 struct UnderlaySpec {
   uint32_t ip = 0;  // network order
@@ -23,10 +24,10 @@ struct UnderlaySpec {
 };
 
 struct UnderlaySockets {
-  std::vector<int> rx;               // one per worker
-  std::vector<std::vector<int>> tx;  // [worker][kSendSocketsPerWorker]
-  bool gso = false;                  // UDP_SEGMENT accepted
-  bool gro = false;                  // UDP_GRO accepted
+  std::vector<int> rx;  // one per worker
+  std::vector<int> tx;  // kSendSockets, shared by every worker
+  bool gso = false;     // UDP_SEGMENT accepted
+  bool gro = false;     // UDP_GRO accepted
 };
 
 std::string OpenUnderlay(const UnderlaySpec& spec, UnderlaySockets* out);

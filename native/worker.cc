@@ -36,8 +36,10 @@ Worker::Worker(Switch& sw, int index, int rx_socket, const std::vector<int>& tx_
       c_(sw.counters(index)),
       encap_(tx_sockets, gso, sw.vxlan_port(), sw.counters(index)),
       coalesce_(sw.counters(index)),
-      tap_buf_(new uint8_t[sizeof(VnetHdr) + kMaxFrame]),
-      rx_buf_(new uint8_t[kRxBatch * kRxBufSize]) {}
+      tap_mem_(new uint8_t[kTapBuffers * kTapBufSize]),
+      rx_buf_(new uint8_t[kRxBatch * kRxBufSize]) {
+  for (int i = 0; i < kTapBuffers; ++i) tap_bufs_[i] = tap_mem_.get() + size_t(i) * kTapBufSize;
+}
 
 Worker::~Worker() {
   Stop();
@@ -114,9 +116,19 @@ void Worker::Run() {
 
 void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
   int fd = p.fds[index_];
-  uint8_t* buf = tap_buf_.get();
   for (int i = 0; i < kTapBurst; ++i) {
-    ssize_t r = read(fd, buf, sizeof(VnetHdr) + kMaxFrame);
+    if (encap_.flushes() != tap_flushes_) {
+      tap_used_ = 0;
+      tap_flushes_ = encap_.flushes();
+    }
+    if (tap_used_ == kTapBuffers) {
+      encap_.Flush();
+      tap_used_ = 0;
+      tap_flushes_ = encap_.flushes();
+    }
+    int cur = tap_used_;
+    uint8_t* buf = tap_bufs_[cur];
+    ssize_t r = read(fd, buf, kTapBufSize);
     if (r < 0) {
       if (errno == EAGAIN || errno == EINTR) return;
       // The device is gone (its namespace was deleted): stop watching it here; the control
@@ -125,16 +137,27 @@ void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
       c_.Count(Drop::kTapWrite);
       return;
     }
-    ForwardFrame(t, slot, p, buf, static_cast<size_t>(r));
+    bool referenced = ForwardFrame(t, slot, p, buf, static_cast<size_t>(r));
+    if (encap_.flushes() != tap_flushes_) {
+      // A flush ran before this frame was referenced: only this buffer is in use now.
+      tap_flushes_ = encap_.flushes();
+      tap_used_ = 0;
+      if (referenced) {
+        std::swap(tap_bufs_[0], tap_bufs_[cur]);
+        tap_used_ = 1;
+      }
+    } else if (referenced) {
+      ++tap_used_;
+    }
   }
 }
 
-void Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n) {
+bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n) {
   PortCounters& pc = c_.ports[slot];
   if (n < sizeof(VnetHdr) + sizeof(EthHdr)) {
     Bump(pc.in_packets);
     c_.Count(Drop::kFrameShort);
-    return;
+    return false;
   }
   VnetHdr h;
   std::memcpy(&h, buf, sizeof(h));
@@ -185,24 +208,30 @@ void Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
   }
   if (drop != Drop::kCount) {
     c_.Count(drop, segs);
-    return;
+    return false;
   }
-  if (dst == nullptr) return;  // ARP, answered
+  if (dst == nullptr) return false;  // ARP, answered
 
   if (dst->vtep == 0) {
     // Same node: hand the frame and its offload header to the other TAP as they are.
     const Port& out = t.ports->ports[dst->port];
+    if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && len - sizeof(EthHdr) > out.mtu) {
+      c_.Count(Drop::kOversize);
+      return false;
+    }
     if (write(out.fds[index_], buf, n) < 0) {
       c_.Count(Drop::kTapWrite, segs);
-      return;
+      return false;
     }
     Bump(c_.ports[dst->port].out_packets, segs);
     Bump(c_.ports[dst->port].out_bytes, wire_bytes);
-    return;
+    return false;
   }
   // The frame carries its sender's VNI; the receiving switch checks it against the receiver's.
-  drop = encap_.Encap(h, frame, len, p.vni, dst->vtep);
+  bool referenced = false;
+  drop = encap_.Encap(h, frame, len, p.vni, dst->vtep, &referenced);
   if (drop != Drop::kCount) c_.Count(drop, segs);
+  return referenced;
 }
 
 // ARP from a port. Every request for an address reachable from the sender's VNI is answered

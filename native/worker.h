@@ -46,12 +46,17 @@ class Worker {
   static constexpr uint64_t kWakeTag = ~uint64_t{0};
   static constexpr uint64_t kUnderlayTag = ~uint64_t{0} - 1;
   static constexpr int kTapBurst = 32;
+  // TAP read buffers: super-frames bound for the underlay are sent from them in place, so a
+  // buffer stays referenced until the encapsulator's next flush.
+  static constexpr int kTapBuffers = 8;
+  static constexpr size_t kTapBufSize = sizeof(VnetHdr) + kMaxFrame;
   static constexpr int kRxBatch = 16;
   static constexpr size_t kRxBufSize = 65536;
 
   void Run();
   void FromPort(const Tables& t, uint32_t slot, const Port& p);
-  void ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n);
+  // Returns true when the encapsulator now references `buf`.
+  bool ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n);
   Drop PortArp(const Tables& t, const Port& p, const uint8_t* frame, size_t len);
   void FromUnderlay(const Tables& t);
   void Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const uint8_t* d, size_t len);
@@ -69,8 +74,11 @@ class Worker {
   WorkerCounters& c_;
   Encapsulator encap_;
   Coalescer coalesce_;
-  std::unique_ptr<uint8_t[]> tap_buf_;  // one frame: vnet header + up to 64 KB
-  std::unique_ptr<uint8_t[]> rx_buf_;   // kRxBatch receive buffers
+  std::unique_ptr<uint8_t[]> tap_mem_;
+  uint8_t* tap_bufs_[kTapBuffers];
+  int tap_used_ = 0;          // buffers [0, tap_used_) are referenced by queued datagrams
+  uint64_t tap_flushes_ = 0;  // encap_.flushes() when tap_used_ was last brought up to date
+  std::unique_ptr<uint8_t[]> rx_buf_;  // kRxBatch receive buffers
   mmsghdr rx_msgs_[kRxBatch];
   iovec rx_iov_[kRxBatch];
   sockaddr_in rx_addr_[kRxBatch];
