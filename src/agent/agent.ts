@@ -15,7 +15,8 @@ import { Switch, VXLAN_OVERHEAD, type RemoteEndpoint } from "../dataplane/switch
 import { createEndpoint, deleteEndpoint, DEFAULT_IFNAME } from "../model/endpoints.js";
 import { formatIpv4, parseCidr, parseIpv4 } from "../model/ipv4.js";
 import { endpointKey } from "../model/keys.js";
-import { GLOBAL_VNI } from "../model/namespaces.js";
+import { GLOBAL_VNI, namespaceVni } from "../model/namespaces.js";
+import { ensureNodeBlock } from "../model/ipam.js";
 import { registerNode } from "../model/nodes.js";
 import { getPerfTier } from "../model/perftier.js";
 import { parseEndpoint, type EndpointRecord } from "../model/records.js";
@@ -83,6 +84,7 @@ export class Agent {
   private programmedPeers = "";
   private programmedRemotes = "";
   private masqueraded = "";
+  private readonly claimed = new Set<string>();
   private ready = false;
   private stopped = false;
   readonly podMtu: number;
@@ -198,7 +200,26 @@ export class Agent {
       }
       await this.reconcileGateways(sw, d.gateways);
       await this.reconcileLocal(sw, d);
+      await this.claimBlocks(d);
     });
+  }
+
+  /**
+   * Takes a block of every network this node has none of yet, so its gateway (the node's own
+   * address on the overlay) exists before the first pod. The claim's watch event brings the
+   * gateway port up in the next reconcile.
+   */
+  private async claimBlocks(d: DesiredState): Promise<void> {
+    for (const net of d.networksWithoutBlock) {
+      if (this.claimed.has(net)) continue;
+      this.claimed.add(net);
+      try {
+        await ensureNodeBlock(this.store, net, this.opts.node);
+      } catch (err) {
+        this.claimed.delete(net);
+        this.log.warn({ network: net, err: String(err) }, "cannot claim an address block yet");
+      }
+    }
   }
 
   private async reconcileGateways(sw: Switch, wanted: GatewayPort[]): Promise<void> {
@@ -413,14 +434,7 @@ export class Agent {
 
   /** The VNI of a new endpoint's namespace, read from the store (the view may lag behind). */
   private async vniFor(e: EndpointRecord): Promise<number> {
-    const { listNamespaces } = await import("../model/namespaces.js");
-    const { getNetwork } = await import("../model/network.js");
-    const net = (await getNetwork(this.store, e.network)).value;
-    if (!net.isolateNs) return GLOBAL_VNI;
-    const ns = (await listNamespaces(this.store, e.network)).entries.find(
-      (n) => n.value.name === e.namespace,
-    );
-    return ns?.value.vni ?? GLOBAL_VNI;
+    return (await namespaceVni(this.store, e.network, e.namespace)) ?? GLOBAL_VNI;
   }
 
   private findLocal(containerId: string, ifName: string): LocalPort | undefined {

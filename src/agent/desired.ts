@@ -31,6 +31,8 @@ export interface DesiredState {
   localEndpoints: EndpointRecord[];
   gateways: GatewayPort[];
   globalVnis: number[];
+  /** Networks in which this node holds no address block yet. */
+  networksWithoutBlock: string[];
 }
 
 export function endpointId(e: Pick<EndpointRecord, "network" | "namespace" | "pod">): string {
@@ -80,5 +82,15 @@ export function desiredState(s: ClusterSnapshot, self: string): DesiredState {
   }
   remotes.sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
   gateways.sort((a, b) => (a.block < b.block ? -1 : 1));
-  return { peers, remotes, localVnis, localEndpoints, gateways, globalVnis: [GLOBAL_VNI] };
+  const withBlock = new Set(s.blocks.filter((b) => b.node === self).map((b) => b.network));
+  const networksWithoutBlock = [...networks.keys()].filter((n) => !withBlock.has(n)).sort();
+  return {
+    peers,
+    remotes,
+    localVnis,
+    localEndpoints,
+    gateways,
+    globalVnis: [GLOBAL_VNI],
+    networksWithoutBlock,
+  };
 }

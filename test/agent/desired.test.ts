@@ -105,6 +105,11 @@ describe("desiredState: what a node's switch must hold", () => {
       { block: "172.30.8.0/24", ip: "172.30.8.1", mac: "0a:58:ac:1e:08:01", subnet: "172.30.0.0/16" },
     ]);
     expect(d.globalVnis).toEqual([1]);
+    expect(d.networksWithoutBlock).toEqual([]);
+  });
+
+  it("names the networks in which this node has no block yet", () => {
+    expect(desiredState(snapshot(), "n3").networksWithoutBlock).toEqual(["red"]);
   });
 
   it("joined namespaces share a VNI; with isolation off every pod is on the global VNI", () => {
