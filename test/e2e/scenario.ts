@@ -234,6 +234,13 @@ export function seedScenario(kind: StoreKind, file: string): void {
       const deleted = ok(await c.dctl(["network", "overlay", "delete", "red"]));
       expect(deleted.stdout).toBe("Successfully deleted network\n");
       expect(parseTable(ok(await c.dctl(["network", "overlay", "list"])).stdout).rows).toEqual([]);
+
+      // The agents lived through it all and logged no error.
+      for (const n of c.nodes) {
+        expect(n.agent?.running, `overlayd on ${n.name}:\n${c.agentLog(n)}`).toBe(true);
+        const errors = c.agentLogLines(n).filter((l) => typeof l.level === "number" && l.level >= 50);
+        expect(errors, `overlayd on ${n.name} logged errors`).toEqual([]);
+      }
     }, 100_000);
 
     it("lets coffee and tea talk at once with --isolate-ns=False", async () => {
