@@ -18,7 +18,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -212,6 +212,7 @@ function build() {
     addonSha256: existsSync(addon)
       ? createHash("sha256").update(readFileSync(addon)).digest("hex")
       : undefined,
+    addonBuiltAt: existsSync(addon) ? statSync(addon).mtime.toISOString() : undefined,
   };
 }
 
