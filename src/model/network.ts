@@ -212,9 +212,15 @@ export async function createNetwork(store: Store, input: CreateNetworkInput): Pr
       { prefix: NODES, maxModRevision: nodes.revision },
       { prefix: DATANETS, maxModRevision: datanets.revision },
     ];
+    // Leftovers of an earlier network of the same name must not leak into this one. Namespace
+    // keys go in a transaction of their own: one transaction may not both delete a range and
+    // put a key inside it (etcd refuses it).
+    const leftovers = await store.txn(
+      [{ prefix: NETWORKS, maxModRevision: 0 }],
+      [{ type: "deletePrefix", prefix: namespacesPrefix(record.name) }],
+    );
+    if (!leftovers.succeeded) return RETRY;
     const ops: Op[] = [
-      // Leftovers of an earlier network of the same name must not leak into this one.
-      { type: "deletePrefix", prefix: namespacesPrefix(record.name) },
       { type: "deletePrefix", prefix: ipamPrefix(record.name) },
       { type: "deletePrefix", prefix: endpointsPrefix(record.name) },
       { type: "put", key: networkKey(record.name), value: encode(record) },

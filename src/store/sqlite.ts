@@ -13,6 +13,7 @@ import Database from "better-sqlite3";
 import { prefixEndString } from "./keys.js";
 import {
   StoreUnavailableError,
+  conflictingOps,
   type Compare,
   type KeyValue,
   type Lease,
@@ -242,6 +243,8 @@ export class SqliteStore implements Store {
   }
 
   async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
+    const conflict = conflictingOps(success) ?? conflictingOps(failure);
+    if (conflict !== undefined) throw new Error(`invalid transaction: ${conflict}`);
     const result = this.run("txn", () =>
       this.db
         .transaction(() => {

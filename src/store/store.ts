@@ -27,6 +27,11 @@ export type Compare =
   | { key: string; value: string }
   | { prefix: string; maxModRevision: number };
 
+/**
+ * Ops of one transaction branch. No two ops may touch the same key, and no put or delete may
+ * fall inside a deletePrefix of the same branch: etcd refuses such a transaction, so every
+ * implementation does (see conflictingOps).
+ */
 export type Op =
   | { type: "put"; key: string; value: string; lease?: LeaseId }
   | { type: "delete"; key: string }
@@ -90,4 +95,21 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = "StoreUnavailableError";
   }
+}
+
+/** Why a transaction branch is refused (two ops on one key, or an op inside a deleted range). */
+export function conflictingOps(ops: readonly Op[]): string | undefined {
+  const keys = new Set<string>();
+  const prefixes: string[] = [];
+  for (const op of ops) {
+    if (op.type === "deletePrefix") prefixes.push(op.prefix);
+    else if (keys.has(op.key)) return `duplicate key ${op.key} in one transaction`;
+    else keys.add(op.key);
+  }
+  for (const prefix of prefixes) {
+    for (const key of keys) {
+      if (key.startsWith(prefix)) return `key ${key} is inside deleted range ${prefix} in one transaction`;
+    }
+  }
+  return undefined;
 }

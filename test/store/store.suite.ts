@@ -191,6 +191,22 @@ export function storeSuite(harness: StoreHarness): void {
       expect(failed).toEqual({ succeeded: false, revision: r1.revision });
     });
 
+    it("refuses a branch that touches one key twice or puts inside a range it deletes", async () => {
+      const { store } = await open();
+      const r1 = await store.txn([], [put(`${ns}a/x`, "1")]);
+      await expect(store.txn([], [put(`${ns}k`, "1"), put(`${ns}k`, "2")])).rejects.toThrow();
+      await expect(
+        store.txn([], [{ type: "deletePrefix", prefix: `${ns}a/` }, put(`${ns}a/y`, "1")]),
+      ).rejects.toThrow();
+      // Nothing was applied.
+      expect((await store.get(`${ns}a/x`))?.value).toBe("1");
+      expect(await store.get(`${ns}a/y`)).toBeUndefined();
+      expect((await store.list(ns)).revision).toBe(r1.revision);
+      // Disjoint ops are fine.
+      const ok = await store.txn([], [{ type: "deletePrefix", prefix: `${ns}a/` }, put(`${ns}b`, "1")]);
+      expect(ok.succeeded).toBe(true);
+    });
+
     it("compare on value", async () => {
       const { store } = await open();
       await store.txn([], [put(`${ns}k`, "blue")]);
