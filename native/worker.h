@@ -43,6 +43,7 @@ class Worker {
   }
 
  private:
+  friend struct WorkerFuzzAccess;  // native/fuzz: drives the packet path with crafted input
   static constexpr uint64_t kWakeTag = ~uint64_t{0};
   static constexpr uint64_t kUnderlayTag = ~uint64_t{0} - 1;
   static constexpr int kTapBurst = 32;
