@@ -41,17 +41,17 @@ std::shared_ptr<const RemoteTable> BuildRemoteTable(const std::vector<Endpoint>&
 
 void TokenBucket::Configure(uint64_t rate_bits_per_sec) {
   uint64_t bps = rate_bits_per_sec / 8;
-  // Burst: 4 ms at the rate, but at least two 64 KB super-frames so TSO still works.
-  int64_t b = std::max<int64_t>(static_cast<int64_t>(bps / 250), 2 * 65536);
+  // Burst: 2 ms at the rate, but at least one 64 KB super-frame so TSO still works.
+  int64_t b = std::max<int64_t>(static_cast<int64_t>(bps / 500), 65536);
   burst.store(b);
   tokens.store(b);
   last_ns.store(0);
   rate_Bps.store(bps);
 }
 
-bool TokenBucket::Take(uint64_t bytes, uint64_t now_ns) {
+uint64_t TokenBucket::Wait(uint64_t now_ns) {
   uint64_t rate = rate_Bps.load(std::memory_order_relaxed);
-  if (rate == 0) return true;
+  if (rate == 0) return 0;
   uint64_t last = last_ns.load(std::memory_order_relaxed);
   if (last == 0) {
     last_ns.compare_exchange_strong(last, now_ns);
@@ -64,10 +64,9 @@ bool TokenBucket::Take(uint64_t bytes, uint64_t now_ns) {
     int64_t cap = burst.load(std::memory_order_relaxed);
     if (cur > cap) tokens.store(cap, std::memory_order_relaxed);
   }
-  int64_t n = static_cast<int64_t>(bytes);
-  if (tokens.fetch_sub(n, std::memory_order_relaxed) >= n) return true;
-  tokens.fetch_add(n, std::memory_order_relaxed);
-  return false;
+  int64_t t = tokens.load(std::memory_order_relaxed);
+  if (t > 0) return 0;
+  return (static_cast<uint64_t>(-t) + 1) * 1000000000ULL / rate + 1;
 }
 
 }  // namespace overlay

@@ -82,16 +82,20 @@ class FlatMap {
 
 enum class PortKind : uint8_t { kPod, kHost };
 
-// Per-port token bucket for the perf tier's upper bandwidth limit. Lives outside the table
-// versions (its state changes per packet); shared by the packet threads through atomics.
+// Per-port token bucket for the perf tier's upper bandwidth limit on what a pod sends. It shapes
+// rather than polices: a frame already read always passes and may leave the bucket in debt, and
+// while in debt the packet threads stop reading the pod's TAP. The pod's own stack then holds
+// back (TCP small queues), so the rate holds without drops and without TCP collapsing. Lives
+// outside the table versions (its state changes per packet); shared through atomics.
 struct alignas(64) TokenBucket {
-  std::atomic<int64_t> tokens{0};     // bytes
+  std::atomic<int64_t> tokens{0};     // bytes; negative = debt
   std::atomic<uint64_t> last_ns{0};   // last refill
   std::atomic<uint64_t> rate_Bps{0};  // bytes per second; 0 = unlimited
   std::atomic<int64_t> burst{0};      // bytes
 
-  // True when `bytes` may pass now.
-  bool Take(uint64_t bytes, uint64_t now_ns);
+  // Nanoseconds until the port may be read again; 0 = now.
+  uint64_t Wait(uint64_t now_ns);
+  void Spend(uint64_t bytes) { tokens.fetch_sub(static_cast<int64_t>(bytes)); }
   void Configure(uint64_t rate_bits_per_sec);
 };
 

@@ -87,8 +87,9 @@ void Worker::Run() {
   epoll_event events[64];
   while (running_.load(std::memory_order_relaxed)) {
     sw_.Leave(index_);
-    int n = epoll_wait(epfd_, events, 64, 100);
+    int n = epoll_wait(epfd_, events, 64, TimeoutMs(NowNs()));
     const Tables* t = sw_.Enter(index_);
+    if (nthrottled_) Unthrottle(*t, NowNs());
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kWakeTag) {
@@ -114,9 +115,57 @@ void Worker::Run() {
 
 // ---- From a pod (TAP) ----------------------------------------------------------------------
 
+void Worker::Throttle(uint32_t slot, const Port& p, uint64_t until_ns) {
+  if (is_throttled_[slot]) return;
+  epoll_event ev{};
+  ev.events = 0;  // stays registered, reports nothing
+  ev.data.u64 = Tag(slot, p.generation);
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, p.fds[index_], &ev);
+  throttled_[nthrottled_++] = Throttled{slot, p.generation, p.fds[index_], until_ns};
+  is_throttled_[slot] = true;
+}
+
+void Worker::Unthrottle(const Tables& t, uint64_t now_ns) {
+  int kept = 0;
+  for (int i = 0; i < nthrottled_; ++i) {
+    Throttled& th = throttled_[i];
+    const Port& p = t.ports->ports[th.slot];
+    bool same = p.active && p.generation == th.generation;
+    if (same && th.until_ns > now_ns) {
+      throttled_[kept++] = th;
+      continue;
+    }
+    is_throttled_[th.slot] = false;
+    if (!same) continue;  // removed (or the slot reused) meanwhile: its fd is not ours to touch
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = Tag(th.slot, th.generation);
+    epoll_ctl(epfd_, EPOLL_CTL_MOD, th.fd, &ev);
+  }
+  nthrottled_ = kept;
+}
+
+int Worker::TimeoutMs(uint64_t now_ns) const {
+  int ms = 100;  // idle tick: packet threads go quiescent at least this often
+  for (int i = 0; i < nthrottled_; ++i) {
+    uint64_t until = throttled_[i].until_ns;
+    int wait = until <= now_ns ? 0 : static_cast<int>((until - now_ns + 999999) / 1000000);
+    ms = std::min(ms, wait);
+  }
+  return ms;
+}
+
 void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
   int fd = p.fds[index_];
   for (int i = 0; i < kTapBurst; ++i) {
+    if (p.limited) {
+      uint64_t now = NowNs();
+      uint64_t wait = sw_.bucket(slot).Wait(now);
+      if (wait > 0) {
+        Throttle(slot, p, now + wait);
+        return;
+      }
+    }
     if (encap_.flushes() != tap_flushes_) {
       tap_used_ = 0;
       tap_flushes_ = encap_.flushes();
@@ -173,6 +222,7 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
   }
   Bump(pc.in_packets, segs);
   Bump(pc.in_bytes, wire_bytes);
+  if (p.limited) sw_.bucket(slot).Spend(wire_bytes);
 
   Drop drop = Drop::kCount;
   const Endpoint* dst = nullptr;
@@ -196,8 +246,6 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
       drop = Drop::kSpoofedIp;
     } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && len - sizeof(EthHdr) > p.mtu) {
       drop = Drop::kOversize;
-    } else if (p.limited && !sw_.bucket(slot).Take(wire_bytes, NowNs())) {
-      drop = Drop::kRateLimited;
     } else if ((dst = t.FindMac(LoadMac(eth->dst))) == nullptr) {
       drop = Drop::kUnknownDest;
     } else if (!t.policy->Allowed(p.vni, dst->vni)) {

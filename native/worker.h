@@ -55,6 +55,11 @@ class Worker {
   static constexpr size_t kRxBufSize = 65536;
 
   void Run();
+  // Shaping (see TokenBucket): stop reading a port's queue until `until_ns`, then resume.
+  void Throttle(uint32_t slot, const Port& p, uint64_t until_ns);
+  void Unthrottle(const Tables& t, uint64_t now_ns);
+  // epoll timeout: the nearest resume time, or the idle tick.
+  int TimeoutMs(uint64_t now_ns) const;
   void FromPort(const Tables& t, uint32_t slot, const Port& p);
   // Returns true when the encapsulator now references `buf`.
   bool ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n);
@@ -65,8 +70,18 @@ class Worker {
   // Builds an ARP reply to `req` on behalf of `owner` into out (42 bytes).
   static void BuildArpReply(const uint8_t* req, const Endpoint& owner, uint8_t* out);
 
+  struct Throttled {
+    uint32_t slot;
+    uint32_t generation;
+    int fd;
+    uint64_t until_ns;
+  };
+
   Switch& sw_;
   const int index_;
+  Throttled throttled_[kMaxPorts];
+  int nthrottled_ = 0;
+  bool is_throttled_[kMaxPorts] = {};
   int epfd_ = -1;
   int wakefd_ = -1;
   int rx_ = -1;

@@ -7,7 +7,7 @@ import { invalid } from "./errors.js";
 
 export interface PerfTier {
   name: string;
-  /** Upper bandwidth limit of a pod's overlay endpoint in bit/s, each direction; null: none. */
+  /** Upper bandwidth limit of what a pod sends on the overlay, bit/s; null: none. */
   maxBitsPerSecond: number | null;
   builtin: boolean;
 }
