@@ -130,6 +130,9 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
     return Encap(plain, frame, len, vni, vtep, referenced);
   }
 
+  // A real TSO frame has at most 64 KB / 88 (TCP_MIN_MSS) segments; more means a hostile or
+  // broken header, and would not fit one flush.
+  if ((payload + mss - 1) / mss > kMaxSegsPerFrame) return Drop::kBadVnetHdr;
   const size_t hdr_wire = sizeof(VxlanHdr) + hlen;  // built per segment in the arena
   const size_t seg_wire = hdr_wire + mss;           // UDP payload of a full segment
   const size_t nseg = (payload + mss - 1) / mss;

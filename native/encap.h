@@ -43,6 +43,8 @@ class Encapsulator {
   static constexpr size_t kMaxMsgs = 256;
   static constexpr size_t kMaxIov = 4096;
   static constexpr size_t kMaxSegsPerSend = 64;
+  static constexpr size_t kMaxSegsPerFrame = 1024;  // 2 iovecs each must fit kMaxIov
+  static_assert(2 * kMaxSegsPerFrame <= kMaxIov);
 
   struct Msg {
     size_t iov_first;

@@ -244,7 +244,8 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
       drop = Drop::kBadIpv4;
     } else if (p.kind == PortKind::kPod && ip->saddr != p.ip) {
       drop = Drop::kSpoofedIp;
-    } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && len - sizeof(EthHdr) > p.mtu) {
+    } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE ? len - sizeof(EthHdr) > p.mtu
+                                                     : h.gso_size > p.mtu) {
       drop = Drop::kOversize;
     } else if ((dst = t.FindMac(LoadMac(eth->dst))) == nullptr) {
       drop = Drop::kUnknownDest;
