@@ -23,6 +23,7 @@ import { parseEndpoint, type EndpointRecord } from "../model/records.js";
 import type { Lease, Store } from "../store/store.js";
 import { desiredState, endpointId, type DesiredState, type GatewayPort } from "./desired.js";
 import { toAgentError } from "./errors.js";
+import { DepartedNodeGc } from "./gc.js";
 import { configureGateway, configureMasquerade, configurePod, netnsExists } from "./plumbing.js";
 import { AgentServer } from "./server.js";
 import { ClusterView } from "./view.js";
@@ -85,6 +86,7 @@ export class Agent {
   private programmedRemotes = "";
   private masqueraded = "";
   private readonly claimed = new Set<string>();
+  private departed: DepartedNodeGc | undefined;
   private ready = false;
   private stopped = false;
   readonly podMtu: number;
@@ -121,6 +123,7 @@ export class Agent {
     });
     await this.view.start();
     await this.reconcile();
+    this.startDepartedNodeGc();
     this.server = new AgentServer(o.socketPath, (req) => this.handle(req));
     await this.server.listen();
     this.ready = true;
@@ -133,6 +136,7 @@ export class Agent {
     this.ready = false;
     clearInterval(this.keepAliveTimer);
     clearTimeout(this.reconcileTimer);
+    await this.departed?.stop();
     await this.server?.close();
     await this.view?.close();
     await this.lock.run(async () => {
@@ -168,6 +172,18 @@ export class Agent {
     } catch (err) {
       this.log.warn({ err: String(err) }, "cannot renew node lease");
     }
+  }
+
+  /** Departed nodes (registration gone for twice the lease TTL) lose their addresses: see gc.ts. */
+  private startDepartedNodeGc(): void {
+    const graceMs = 2 * 1000 * (this.opts.leaseTtlSeconds ?? 10);
+    this.departed = new DepartedNodeGc({
+      store: this.store,
+      self: this.opts.node,
+      logger: this.log,
+      graceMs,
+    });
+    this.departed.start(() => this.view?.snapshot());
   }
 
   // ---- tables ------------------------------------------------------------------------------
