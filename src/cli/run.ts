@@ -7,6 +7,7 @@ import { OverlayError } from "../model/index.js";
 import { StoreUnavailableError } from "../store/store.js";
 import { CliContext, StoreOpenError, type DctlIo } from "./context.js";
 import { messages } from "./format.js";
+import { registerCheckCommand } from "./check.js";
 import { registerDataNetworkCommands } from "./datanet.js";
 import { registerNamespaceCommands } from "./namespace.js";
 import { registerNetworkCommands } from "./network.js";
@@ -38,6 +39,7 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
   registerNamespaceCommands(program, ctx);
   registerPerfTierCommands(program, ctx);
   registerNodeCommands(program, ctx);
+  registerCheckCommand(program, ctx);
   // A group named without a command prints its help; that is a mistake, so report it as one.
   const groups: Command[] = [];
   const walk = (c: Command): void => {
