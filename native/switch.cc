@@ -158,9 +158,12 @@ std::string Switch::RemovePort(uint32_t id, bool destroy) {
   p.active = false;
   PublishPorts();
   // Packet threads may still hold the old version, and with it these fds, until a grace period.
+  // Wait for it here (threads pass a quiescent point per batch, or sleep offline), so the device
+  // is gone when this returns, as CNI DEL expects.
   qsbr_.Retire([fds] {
     for (int fd : fds) close(fd);
   });
+  qsbr_.Synchronize();
   return "";
 }
 

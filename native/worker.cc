@@ -97,14 +97,11 @@ void Worker::Run() {
         while (read(wakefd_, &v, sizeof(v)) > 0) {
         }
       } else if (tag == kUnderlayTag) {
-        FromUnderlay(*t);
+        FromUnderlay();
       } else {
         uint32_t slot = static_cast<uint32_t>(tag & 0xffffffff);
         uint32_t gen = static_cast<uint32_t>(tag >> 32);
-        if (slot >= kMaxPorts) continue;
-        const Port& p = t->ports->ports[slot];
-        if (!p.active || p.generation != gen) continue;  // removed since the event was queued
-        FromPort(*t, slot, p);
+        if (slot < kMaxPorts) FromPort(slot, gen);
       }
     }
     encap_.Flush();
@@ -131,7 +128,8 @@ void Worker::Unthrottle(const Tables& t, uint64_t now_ns) {
     Throttled& th = throttled_[i];
     const Port& p = t.ports->ports[th.slot];
     bool same = p.active && p.generation == th.generation;
-    if (same && th.until_ns > now_ns) {
+    // Waits again on the bucket: a rate raised or lifted meanwhile resumes the port early.
+    if (same && th.until_ns > now_ns && sw_.bucket(th.slot).Wait(now_ns) > 0) {
       throttled_[kept++] = th;
       continue;
     }
@@ -155,14 +153,20 @@ int Worker::TimeoutMs(uint64_t now_ns) const {
   return ms;
 }
 
-void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
-  int fd = p.fds[index_];
+// Tables are looked up again after every read: a frame the pod sent after a control call
+// returned is switched under that call's tables (a VNI change isolates from the next frame on).
+// Passing Enter() is safe here: nothing held across it points into a table version.
+void Worker::FromPort(uint32_t slot, uint32_t gen) {
   for (int i = 0; i < kTapBurst; ++i) {
-    if (p.limited) {
+    const Tables* t = sw_.Enter(index_);
+    const Port* p = &t->ports->ports[slot];
+    if (!p->active || p->generation != gen) return;  // removed since the event was queued
+    int fd = p->fds[index_];
+    if (p->limited) {
       uint64_t now = NowNs();
       uint64_t wait = sw_.bucket(slot).Wait(now);
       if (wait > 0) {
-        Throttle(slot, p, now + wait);
+        Throttle(slot, *p, now + wait);
         return;
       }
     }
@@ -186,7 +190,10 @@ void Worker::FromPort(const Tables& t, uint32_t slot, const Port& p) {
       c_.Count(Drop::kTapWrite);
       return;
     }
-    bool referenced = ForwardFrame(t, slot, p, buf, static_cast<size_t>(r));
+    t = sw_.Enter(index_);
+    p = &t->ports->ports[slot];
+    if (!p->active || p->generation != gen) return;
+    bool referenced = ForwardFrame(*t, slot, *p, buf, static_cast<size_t>(r));
     if (encap_.flushes() != tap_flushes_) {
       // A flush ran before this frame was referenced: only this buffer is in use now.
       tap_flushes_ = encap_.flushes();
@@ -325,7 +332,7 @@ void Worker::BuildArpReply(const uint8_t* req, const Endpoint& owner, uint8_t* o
 
 // ---- From the underlay (VXLAN) ------------------------------------------------------------
 
-void Worker::FromUnderlay(const Tables& t) {
+void Worker::FromUnderlay(const Tables* fixed) {
   uint8_t* base = rx_buf_.get();
   for (int round = 0; round < 4; ++round) {
     for (int i = 0; i < kRxBatch; ++i) {
@@ -341,6 +348,9 @@ void Worker::FromUnderlay(const Tables& t) {
     }
     int n = recvmmsg(rx_, rx_msgs_, kRxBatch, MSG_DONTWAIT, nullptr);
     if (n <= 0) return;
+    // Looked up after the receive, as for TAP reads; the coalescer was flushed last round, so
+    // nothing held points into an older version.
+    const Tables& t = fixed ? *fixed : *sw_.Enter(index_);
     for (int i = 0; i < n; ++i) {
       size_t len = rx_msgs_[i].msg_len;
       const uint8_t* d = static_cast<const uint8_t*>(rx_iov_[i].iov_base);

@@ -60,11 +60,12 @@ class Worker {
   void Unthrottle(const Tables& t, uint64_t now_ns);
   // epoll timeout: the nearest resume time, or the idle tick.
   int TimeoutMs(uint64_t now_ns) const;
-  void FromPort(const Tables& t, uint32_t slot, const Port& p);
+  void FromPort(uint32_t slot, uint32_t generation);
   // Returns true when the encapsulator now references `buf`.
   bool ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n);
   Drop PortArp(const Tables& t, const Port& p, const uint8_t* frame, size_t len);
-  void FromUnderlay(const Tables& t);
+  // `fixed`: tables to use instead of the published ones (the fuzz harness drives it so).
+  void FromUnderlay(const Tables* fixed = nullptr);
   void Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const uint8_t* d, size_t len);
   void PeerArp(const Tables& t, uint32_t vni, uint32_t vtep, const uint8_t* frame, size_t len);
   // Builds an ARP reply to `req` on behalf of `owner` into out (42 bytes).

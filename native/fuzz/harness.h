@@ -34,7 +34,7 @@ struct WorkerFuzzAccess {
                     const uint8_t* d, size_t len) {
     w.Decap(t, peer, vtep, d, len);
   }
-  static void FromUnderlay(Worker& w, const Tables& t) { w.FromUnderlay(t); }
+  static void FromUnderlay(Worker& w, const Tables& t) { w.FromUnderlay(&t); }
   static void Flush(Worker& w) {
     w.coalesce_.Flush();
     w.encap_.Flush();

@@ -72,6 +72,7 @@ function checkIPv4(ip: string, what: string): void {
 }
 
 function checkUnicastMac(mac: string, what = "mac"): void {
+  if (mac === "00:00:00:00:00:00") throw new TypeError(`${what} must not be all zeros`);
   if (typeof mac !== "string" || !MAC_RE.test(mac)) {
     throw new TypeError(`${what} must look like 0a:58:ac:1e:00:02, got ${String(mac)}`);
   }

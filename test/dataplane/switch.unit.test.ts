@@ -380,11 +380,14 @@ describe.skipIf(!isRoot)("switch data plane with crafted frames", () => {
       let leaked = 0;
       try {
         for (let i = 0; i < rounds; i++) {
+          const taken = portCounters(e.id).inPackets;
           S().setPortVni(f.id, RED);
           // Keep the packet thread busy with e's queue while the VNI changes.
           for (let k = 0; k < 16; k++) e.probe.send(udpFrame(e, b, payload(`busy ${i}.${k}`)));
           S().setPortVni(f.id, BLUE);
           e.probe.send(udpFrame(e, f, payload(`after the change ${i}`)));
+          // The next round changes the VNI back: only once the switch has taken this frame in.
+          await eventually(() => portCounters(e.id).inPackets - taken, 17);
         }
         for (let r = f.probe.receive(QUIET_MS); r !== null; r = f.probe.receive(QUIET_MS)) leaked++;
         expect(leaked, "frames delivered across VNIs after setPortVni returned").toBe(0);
