@@ -73,6 +73,24 @@ export async function storeState(c: LocalCluster, network: string): Promise<Stor
   return JSON.parse(r.stdout) as StoreState;
 }
 
+/** Compacts etcd's history up to its current revision (from inside the first node's namespace). */
+export async function compactEtcd(c: LocalCluster): Promise<number> {
+  const script = `
+    const { EtcdStore } = await import(${JSON.stringify(dist("store/etcd.js"))});
+    const store = new EtcdStore([process.argv[1]]);
+    try {
+      const { revision } = await store.list("/");
+      await store.compact(revision);
+      console.log(revision);
+    } finally {
+      await store.close();
+    }`;
+  const endpoint = c.storeUrl.replace(/^etcd:\/\//, "");
+  const r = await execIn(c.node(0).ns, process.execPath, ["--input-type=module", "-e", script, endpoint]);
+  expect(r.code, show(r)).toBe(0);
+  return Number(r.stdout.trim());
+}
+
 /** Polls `probe` until it returns true or `timeoutMs` passes; returns the last answer. */
 export async function waitFor(
   probe: () => Promise<boolean>,
