@@ -41,6 +41,8 @@ export interface AgentOptions {
   leaseTtlSeconds?: number;
   /** How long to wait after a change before reprogramming, to batch bursts of events. */
   debounceMs?: number;
+  /** How long a local pod's namespace must stay gone before its address is released. */
+  gcGraceMs?: number;
 }
 
 /** ADD and CHECK requests: the ones that name the pod and its namespace. */
@@ -86,6 +88,10 @@ export class Agent {
   private programmedRemotes = "";
   private masqueraded = "";
   private readonly claimed = new Set<string>();
+  /** Local endpoints whose pod namespace was found missing, and since when. */
+  private readonly orphanSince = new Map<string, number>();
+  private periodicTimer: NodeJS.Timeout | undefined;
+  private readonly gcGraceMs: number;
   private departed: DepartedNodeGc | undefined;
   private ready = false;
   private stopped = false;
@@ -95,6 +101,7 @@ export class Agent {
     this.log = opts.logger;
     this.store = opts.store;
     this.podMtu = (opts.underlayMtu ?? 1500) - VXLAN_OVERHEAD;
+    this.gcGraceMs = opts.gcGraceMs ?? 30_000;
   }
 
   get isReady(): boolean {
@@ -127,6 +134,12 @@ export class Agent {
     this.server = new AgentServer(o.socketPath, (req) => this.handle(req));
     await this.server.listen();
     this.ready = true;
+    // Pod namespaces vanish without store events: look again now and then.
+    this.periodicTimer = setInterval(
+      () => this.scheduleReconcile(),
+      Math.min(10_000, Math.max(500, this.gcGraceMs / 2)),
+    );
+    this.periodicTimer.unref();
     this.log.info({ socket: o.socketPath, node: o.node }, "agent ready");
   }
 
@@ -136,6 +149,7 @@ export class Agent {
     this.ready = false;
     clearInterval(this.keepAliveTimer);
     clearTimeout(this.reconcileTimer);
+    clearInterval(this.periodicTimer);
     await this.departed?.stop();
     await this.server?.close();
     await this.view?.close();
@@ -299,7 +313,14 @@ export class Agent {
       this.ports.delete(id);
       this.log.info({ endpoint: id }, "port removed: endpoint no longer in the store");
     }
+    const now = Date.now();
+    for (const id of this.orphanSince.keys()) if (!wanted.has(id)) this.orphanSince.delete(id);
     for (const [id, e] of wanted) {
+      if (!this.adding.has(id) && !netnsExists(e.netns)) {
+        await this.collectOrphan(sw, id, e, now);
+        continue;
+      }
+      this.orphanSince.delete(id);
       const port = this.ports.get(id);
       const vni = d.localVnis.get(id);
       if (port) {
@@ -312,10 +333,6 @@ export class Agent {
       }
       if (this.adding.has(id) || vni === undefined) continue;
       // A pod of this node without a port: the agent restarted. Re-attach its device.
-      if (!netnsExists(e.netns)) {
-        this.log.warn({ endpoint: id, netns: e.netns }, "pod namespace is gone; leaving the endpoint to GC");
-        continue;
-      }
       try {
         this.attach(sw, e, vni);
         await configurePod({
@@ -330,6 +347,43 @@ export class Agent {
         this.log.error({ endpoint: id, err: String(err) }, "cannot re-attach pod");
       }
     }
+  }
+
+  /**
+   * A pod of this node whose network namespace is gone, with no CNI DEL (the runtime or the agent
+   * died mid-operation, or the sandbox was removed by hand). After a grace period, and checking
+   * again just before, its endpoint and address are released (only if the same container still
+   * holds them) and its port detached.
+   */
+  private async collectOrphan(sw: Switch, id: string, e: EndpointRecord, now: number): Promise<void> {
+    const since = this.orphanSince.get(id);
+    if (since === undefined) {
+      this.orphanSince.set(id, now);
+      this.log.warn({ endpoint: id, netns: e.netns, graceMs: this.gcGraceMs }, "pod namespace is gone");
+      return;
+    }
+    if (now - since < this.gcGraceMs || netnsExists(e.netns)) return;
+    try {
+      await deleteEndpoint(this.store, {
+        network: e.network,
+        namespace: e.namespace,
+        pod: e.pod,
+        containerId: e.containerId,
+      });
+    } catch (err) {
+      this.log.warn({ endpoint: id, err: String(err) }, "cannot release the endpoint of a vanished pod yet");
+      return;
+    }
+    const port = this.ports.get(id);
+    if (port) {
+      sw.removePort(port.id, { destroy: true });
+      this.ports.delete(id);
+    }
+    this.orphanSince.delete(id);
+    this.log.info(
+      { endpoint: id, ip: e.ip, container: e.containerId },
+      "released the address of a vanished pod",
+    );
   }
 
   private attach(sw: Switch, e: EndpointRecord, vni: number): LocalPort {

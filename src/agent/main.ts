@@ -39,6 +39,12 @@ async function main(): Promise<void> {
     )
     .option("--workers <n>", "packet threads", positiveInt, 2)
     .option("--lease-ttl <seconds>", "node registration lease", positiveInt, 10)
+    .option(
+      "--gc-grace <seconds>",
+      "how long a pod's namespace must stay gone before its address is released",
+      positiveInt,
+      30,
+    )
     .option("--no-offloads", "do not ask TAP devices for TCP super-frames")
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .parse();
@@ -50,6 +56,7 @@ async function main(): Promise<void> {
     managementCidr?: string;
     workers: number;
     leaseTtl: number;
+    gcGrace: number;
     offloads: boolean;
     logLevel: string;
   }>();
@@ -78,6 +85,7 @@ async function main(): Promise<void> {
     workers: o.workers,
     offloads: o.offloads,
     leaseTtlSeconds: o.leaseTtl,
+    gcGraceMs: o.gcGrace * 1000,
   });
   let stopping = false;
   const stop = (signal: string) => {

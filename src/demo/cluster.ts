@@ -150,6 +150,8 @@ export interface ClusterOptions {
   store?: StoreProvider;
   /** Node registration lease of each agent; default 5 s. */
   leaseTtlSeconds?: number;
+  /** Further overlayd options, e.g. ["--gc-grace", "2"]. */
+  agentArgs?: readonly string[];
   /** How long each agent may take to answer CNI STATUS; default 30 s. */
   readyTimeoutMs?: number;
   /** Called as each step starts, for a narrating caller. */
@@ -345,6 +347,7 @@ export class LocalCluster {
       node.socket,
       "--lease-ttl",
       String(this.options.leaseTtlSeconds ?? 5),
+      ...(this.options.agentArgs ?? []),
     ];
   }
 
