@@ -5,7 +5,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
 import { isRoot } from "../../src/netns/index.js";
-import { agentLogs, show, skipReason, startCluster, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import {
+  agentLogs,
+  createOverlay,
+  skipReason,
+  startCluster,
+  type LocalCluster,
+  type Pod,
+} from "../e2e/cluster.js";
 
 const skip = skipReason("test/agent/restart.test.ts") !== undefined;
 
@@ -39,16 +46,7 @@ describe.skipIf(skip || !isRoot())("overlayd restart with pods running", () => {
 
   beforeAll(async () => {
     c = await startCluster({ store: "sqlite" });
-    const created = await c.dctl([
-      "network",
-      "overlay",
-      "create",
-      "red",
-      "-s",
-      "172.30.0.0/16",
-      "--set-default",
-    ]);
-    expect(created.code, show(created)).toBe(0);
+    await createOverlay(c);
     a = await c.addPod(0, "coffee", "web-a");
     b = await c.addPod(1, "coffee", "web-b");
     const r = await c.pingUntil(a, b.ip, "reach");

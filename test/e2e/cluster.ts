@@ -78,3 +78,9 @@ export function show(r: ExecResult): string {
 export function agentLogs(c: LocalCluster): string {
   return c.nodes.map((n) => `--- overlayd ${n.name} ---\n${c.agentLog(n)}`).join("\n");
 }
+
+/** `dctl network overlay create <name> -s <subnet> --set-default`, asserted to succeed. */
+export async function createOverlay(c: LocalCluster, name = "red", subnet = "172.30.0.0/16"): Promise<void> {
+  const r = await c.dctl(["network", "overlay", "create", name, "-s", subnet, "--set-default"]);
+  if (r.code !== 0) throw new Error(`creating overlay ${name} failed: ${show(r)}`);
+}

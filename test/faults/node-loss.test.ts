@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
-import { agentLogs, show, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import { agentLogs, createOverlay, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
 import { endpoints } from "../e2e/scenario.js";
 import { lastPeers, startEtcdCluster, storeState, waitFor, type EtcdCluster } from "./helpers.js";
 
@@ -24,16 +24,7 @@ describe.skipIf(skip)("node loss and rejoin (etcd)", () => {
   beforeAll(async () => {
     ec = await startEtcdCluster({ leaseTtlSeconds: LEASE_TTL_S });
     c = ec.cluster;
-    const created = await c.dctl([
-      "network",
-      "overlay",
-      "create",
-      "red",
-      "-s",
-      "172.30.0.0/16",
-      "--set-default",
-    ]);
-    expect(created.code, show(created)).toBe(0);
+    await createOverlay(c);
     a = await c.addPod(0, "coffee", "web-a");
     b = await c.addPod(1, "coffee", "web-b");
     const r = await c.pingUntil(a, b.ip, "reach");

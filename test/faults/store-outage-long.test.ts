@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
 import { sleep } from "../../src/netns/index.js";
-import { agentLogs, show, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import { agentLogs, createOverlay, show, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
 import {
   compactEtcd,
   lastPeers,
@@ -43,16 +43,7 @@ describe.skipIf(skip)("store outage longer than a lease (etcd)", () => {
   beforeAll(async () => {
     ec = await startEtcdCluster({ leaseTtlSeconds: LEASE_TTL_S });
     c = ec.cluster;
-    const created = await c.dctl([
-      "network",
-      "overlay",
-      "create",
-      "red",
-      "-s",
-      "172.30.0.0/16",
-      "--set-default",
-    ]);
-    expect(created.code, show(created)).toBe(0);
+    await createOverlay(c);
     a = await c.addPod(0, "coffee", "web-a");
     b = await c.addPod(1, "coffee", "web-b");
     expect((await c.pingUntil(a, b.ip, "reach")).received, agentLogs(c)).toBeGreaterThan(0);

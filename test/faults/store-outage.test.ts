@@ -4,7 +4,15 @@
  * error; when etcd returns the agents resync, and every pending change takes effect.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CniCallError, agentLogs, show, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import {
+  CniCallError,
+  agentLogs,
+  createOverlay,
+  show,
+  skipReason,
+  type LocalCluster,
+  type Pod,
+} from "../e2e/cluster.js";
 import { endpoints } from "../e2e/scenario.js";
 import { startEtcdCluster, storeState, waitFor, type EtcdCluster } from "./helpers.js";
 
@@ -31,16 +39,7 @@ describe.skipIf(skip)("store outage (etcd)", () => {
   beforeAll(async () => {
     ec = await startEtcdCluster({ leaseTtlSeconds: 10 });
     c = ec.cluster;
-    const created = await c.dctl([
-      "network",
-      "overlay",
-      "create",
-      "red",
-      "-s",
-      "172.30.0.0/16",
-      "--set-default",
-    ]);
-    expect(created.code, show(created)).toBe(0);
+    await createOverlay(c);
     a = await c.addPod(0, "coffee", "web-a");
     x = await c.addPod(0, "coffee", "web-x");
     b = await c.addPod(1, "coffee", "web-b");

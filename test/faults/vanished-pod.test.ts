@@ -8,7 +8,14 @@ import { run } from "../../src/netns/exec.js";
 import { isRoot } from "../../src/netns/index.js";
 import { createEndpoint } from "../../src/model/endpoints.js";
 import { openStore } from "../../src/store/index.js";
-import { agentLogs, show, skipReason, startCluster, type LocalCluster } from "../e2e/cluster.js";
+import {
+  agentLogs,
+  createOverlay,
+  show,
+  skipReason,
+  startCluster,
+  type LocalCluster,
+} from "../e2e/cluster.js";
 
 const skip = skipReason("test/faults/vanished-pod.test.ts") !== undefined;
 const GRACE_S = 2;
@@ -34,8 +41,7 @@ describe.skipIf(skip || !isRoot())("pods that vanish without CNI DEL", () => {
 
   beforeAll(async () => {
     c = await startCluster({ store: "sqlite", agentArgs: ["--gc-grace", String(GRACE_S)] });
-    const r = await c.dctl(["network", "overlay", "create", "red", "-s", "172.30.0.0/16", "--set-default"]);
-    expect(r.code, show(r)).toBe(0);
+    await createOverlay(c);
   }, 120_000);
 
   afterAll(async () => {
