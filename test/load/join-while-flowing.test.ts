@@ -21,9 +21,9 @@ import { endpointsOf, inPod } from "./helpers.js";
 const FILE = "test/load/join-while-flowing.test.ts";
 const skip = skipReason(FILE);
 
-const IPERF_SECONDS = 15;
+const IPERF_SECONDS = 25;
 /** Echo requests 10 ms apart: a little shorter than the transfer, longer than both changes. */
-const PINGS = 1300;
+const PINGS = 2200;
 const ANNOTATION = { network: "red" };
 
 interface Interval {
@@ -79,12 +79,12 @@ describe.skipIf(skip !== undefined)("a namespace join while traffic flows", () =
       "iperf3",
       ["-c", coffee2.ip, "-J", "-t", String(IPERF_SECONDS), "-i", "0.5", "--connect-timeout", "3000"],
       (IPERF_SECONDS + 30) * 1000,
-    );
+    ).then((r) => ({ ...r, endedAt: Date.now() }));
     const pingPair = (
       a: Pod,
       b: Pod,
     ): Promise<{ sent: number; received: number; output: string; endedAt: number }> =>
-      inPod(c, a, "ping", ["-n", "-q", "-c", String(PINGS), "-i", "0.01", "-W", "1", b.ip], 40_000).then(
+      inPod(c, a, "ping", ["-n", "-q", "-c", String(PINGS), "-i", "0.01", "-W", "1", b.ip], 60_000).then(
         (r) => ({
           ...pingSummary(r.stdout),
           output: r.stdout + r.stderr,
@@ -144,8 +144,9 @@ describe.skipIf(skip !== undefined)("a namespace join while traffic flows", () =
       intervals.filter((b) => b === 0),
       `0.5 s intervals without a byte: ${JSON.stringify(intervals)}`,
     ).toEqual([]);
-    // Both changes took effect while the ping still ran.
-    expect(cp.endedAt).toBeGreaterThan(changesDone);
+    // Both changes took effect while the transfer and the ping still ran.
+    expect(t.endedAt, "the transfer ended before both changes took effect").toBeGreaterThan(changesDone);
+    expect(cp.endedAt, "the ping ended before both changes took effect").toBeGreaterThan(changesDone);
     expect(cp.sent, cp.output).toBe(PINGS);
     expect(cp.received, `coffee-1 -> coffee-2 during join and isolate: ${cp.output}`).toBe(PINGS);
   }, 120_000);
