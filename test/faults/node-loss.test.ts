@@ -58,12 +58,6 @@ describe.skipIf(skip)("node loss and rejoin (etcd)", () => {
     );
     expect(gone, "node2's registration did not expire").toBe(true);
     const goneAt = Date.now();
-    s = await storeState(c, "red");
-    expect(
-      s.addresses.map((x) => x.ip),
-      "address released before the grace period",
-    ).toContain(b.ip);
-    expect(s.blocks.some((x) => x.node === dead.name)).toBe(true);
 
     // After the grace period: endpoint, address and block are gone.
     const released = await waitFor(
@@ -86,6 +80,13 @@ describe.skipIf(skip)("node loss and rejoin (etcd)", () => {
     expect((await c.ping(a, b.ip, { count: 2, timeoutSec: 1 })).received).toBe(0);
     const log = c.agentLogLines(0).filter((l) => l.msg === "released a departed node's endpoints and blocks");
     expect(log.length, agentLogs(c)).toBeGreaterThan(0);
+    // Not before the grace period: judged by the survivor's own clock (its log times), since this
+    // test's store reads may lag far behind on a loaded machine.
+    const noticed = c
+      .agentLogLines(0)
+      .find((l) => l.msg === "node registration gone; releasing its addresses after the grace period");
+    expect(noticed, agentLogs(c)).toBeDefined();
+    expect(Number(log[0]?.time) - Number(noticed?.time)).toBeGreaterThanOrEqual(2 * LEASE_TTL_S * 1000);
     console.log(
       `node loss: registration gone ${goneAt - killedAt} ms after kill -9, address released ` +
         `${releasedAt - goneAt} ms later (grace ${2 * LEASE_TTL_S * 1000} ms)`,
