@@ -2,6 +2,7 @@
  * A pod whose network namespace disappears without a CNI DEL (the runtime, the plugin or the agent
  * died mid-operation): its agent releases the endpoint and address after a grace period, and not
  * before; an endpoint recorded for a sandbox that never got its device is released the same way.
+ * CNI GC releases what the runtime no longer lists, and only that.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
@@ -71,6 +72,27 @@ describe.skipIf(skip || !isRoot())("pods that vanish without CNI DEL", () => {
     expect(c.agentLog(0)).toContain("released the address of a vanished pod");
     // The pod that stayed is untouched.
     expect((await c.ping(keep, gone.gateway, { count: 1, timeoutSec: 1 })).received, agentLogs(c)).toBe(1);
+  }, 60_000);
+
+  it("CNI GC releases exactly the attachments the runtime no longer lists", async () => {
+    const listed = await c.addPod(1, "tea", "listed");
+    const forgotten = await c.addPod(1, "tea", "forgotten");
+    const other = await c.addPod(0, "tea", "other-node");
+    const node = c.node(1);
+    const conf = {
+      ...c.netConf(node),
+      "cni.dev/valid-attachments": [{ containerID: listed.containerId, ifname: listed.ifName }],
+    };
+    const r = await c.cni(node, "GC", {}, conf);
+    expect(r.code, show(r)).toBe(0);
+    const ips = await endpointIps(c);
+    expect(ips).toContain(listed.ip);
+    expect(ips).not.toContain(forgotten.ip);
+    // GC is per node: another node's attachments are not this runtime's to judge.
+    expect(ips).toContain(other.ip);
+    expect((await c.ping(other, listed.ip, { count: 2, timeoutSec: 1 })).received).toBeGreaterThan(0);
+    const check = await c.dctl(["network", "overlay", "check", "red"]);
+    expect(check.code, show(check)).toBe(0);
   }, 60_000);
 
   it("releases an endpoint recorded for a sandbox that never got its device", async () => {
