@@ -52,12 +52,18 @@ async function ask(deps: PluginDeps, conf: NetConf, request: AgentRequest): Prom
   return deps.callAgent(conf.socket, request, conf.timeoutMs);
 }
 
-async function add(deps: PluginDeps, env: Env, conf: NetConf): Promise<string> {
+/** ADD and CHECK name the same things: the container, its namespace, the pod and its request. */
+async function attach(
+  deps: PluginDeps,
+  env: Env,
+  conf: NetConf,
+  op: "ADD" | "CHECK",
+): Promise<AgentResponse> {
   const e = parseEnv(env);
   const netns = required(e.netns, "CNI_NETNS");
   requireNetns(netns);
   const response = await ask(deps, conf, {
-    op: "ADD",
+    op,
     containerId: required(e.containerId, "CNI_CONTAINERID"),
     netns,
     ifName: required(e.ifName, "CNI_IFNAME"),
@@ -65,25 +71,19 @@ async function add(deps: PluginDeps, env: Env, conf: NetConf): Promise<string> {
     ...endpointRequest(conf.raw),
   });
   if (!response.ok) throw fromAgent(response.error);
-  if (response.result === undefined) {
+  return response;
+}
+
+async function add(deps: PluginDeps, env: Env, conf: NetConf): Promise<string> {
+  const response = await attach(deps, env, conf, "ADD");
+  if (!response.ok || response.result === undefined) {
     throw new CniError(CNI_ERR.decodeError, `overlay agent at ${conf.socket} answered ADD without a result`);
   }
   return JSON.stringify(formatResult(conf.cniVersion, response.result));
 }
 
 async function check(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
-  const e = parseEnv(env);
-  const netns = required(e.netns, "CNI_NETNS");
-  requireNetns(netns);
-  const response = await ask(deps, conf, {
-    op: "CHECK",
-    containerId: required(e.containerId, "CNI_CONTAINERID"),
-    netns,
-    ifName: required(e.ifName, "CNI_IFNAME"),
-    ...podRef(e.args),
-    ...endpointRequest(conf.raw),
-  });
-  if (!response.ok) throw fromAgent(response.error);
+  await attach(deps, env, conf, "CHECK");
 }
 
 /**
