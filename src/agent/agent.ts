@@ -19,7 +19,7 @@ import { GLOBAL_VNI, namespaceVni } from "../model/namespaces.js";
 import { ensureNodeBlock } from "../model/ipam.js";
 import { registerNode } from "../model/nodes.js";
 import { getPerfTier } from "../model/perftier.js";
-import { parseEndpoint, type EndpointRecord } from "../model/records.js";
+import { parseEndpoint, type EndpointRecord, type Offload } from "../model/records.js";
 import type { Lease, Store } from "../store/store.js";
 import { desiredState, endpointId, type DesiredState, type GatewayPort } from "./desired.js";
 import { toAgentError } from "./errors.js";
@@ -168,7 +168,12 @@ export class Agent {
     this.lease = await this.store.grantLease(ttl);
     await registerNode(
       this.store,
-      { name: this.opts.node, underlayIp: this.opts.underlayIp, managementCidr: this.opts.managementCidr },
+      {
+        name: this.opts.node,
+        underlayIp: this.opts.underlayIp,
+        managementCidr: this.opts.managementCidr,
+        offloads: this.offloads(),
+      },
       this.lease.id,
     );
     clearInterval(this.keepAliveTimer);
@@ -198,6 +203,19 @@ export class Agent {
       graceMs,
     });
     this.departed.start(() => this.view?.snapshot());
+  }
+
+  /** What the switch found and uses, as the node record reports it (dctl node list). */
+  private offloads(): Offload[] {
+    const f = this.sw?.features();
+    if (!f) return [];
+    const all: [boolean, Offload][] = [
+      [f.tso, "tso"],
+      [f.udpGso, "udp-gso"],
+      [f.udpGro, "udp-gro"],
+      [f.multiQueue, "multi-queue"],
+    ];
+    return all.filter(([on]) => on).map(([, name]) => name);
   }
 
   // ---- tables ------------------------------------------------------------------------------

@@ -174,18 +174,20 @@ export function nodes(list: readonly NodeView[], format: OutputFormat): string {
         name: v.node.name,
         underlayIp: v.node.underlayIp,
         managementCidr: v.node.managementCidr ?? null,
+        offloads: v.node.offloads ?? null,
         registeredAt: v.node.registeredAt,
         blocks: v.blocks,
       })),
     );
   }
   return table(
-    ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS"],
+    ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS", "OFFLOADS"],
     list.map((v) => [
       v.node.name,
       v.node.underlayIp,
       v.node.managementCidr ?? "-",
       v.blocks.length === 0 ? "-" : v.blocks.map((b) => b.cidr).join(","),
+      v.node.offloads === undefined ? "-" : v.node.offloads.length === 0 ? "none" : v.node.offloads.join(","),
     ]),
   );
 }

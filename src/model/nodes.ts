@@ -16,6 +16,7 @@ import {
   type DataNetworkRecord,
   type Listing,
   type NodeRecord,
+  type Offload,
 } from "./records.js";
 import { listParsed } from "./storeutil.js";
 
@@ -23,6 +24,7 @@ export interface RegisterNodeInput {
   name: string;
   underlayIp: string;
   managementCidr?: string;
+  offloads?: Offload[];
 }
 
 export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
@@ -47,6 +49,7 @@ export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
     }
     record.managementCidr = formatCidr({ address: networkAddress(cidr), prefixLength: cidr.prefixLength });
   }
+  if (input.offloads !== undefined) record.offloads = [...input.offloads];
   return record;
 }
 

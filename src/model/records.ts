@@ -90,8 +90,13 @@ export interface NodeRecord {
   underlayIp: string;
   /** The node's management network, e.g. "10.0.0.0/24"; the overlay must not overlap it. */
   managementCidr?: string;
+  /** The data-plane offloads the node's switch found and uses (reported, not configured). */
+  offloads?: Offload[];
   registeredAt: string;
 }
+
+export const OFFLOADS = ["tso", "udp-gso", "udp-gro", "multi-queue"] as const;
+export type Offload = (typeof OFFLOADS)[number];
 
 export interface DataNetworkRecord {
   schemaVersion: 1;
@@ -122,6 +127,10 @@ class Fields {
       return "";
     }
     return v;
+  }
+
+  has(field: string): boolean {
+    return this.obj[field] !== undefined;
   }
 
   optStr(field: string): string | undefined {
@@ -294,6 +303,7 @@ export function parseNode(kv: Pick<KeyValue, "key" | "value">): Parsed<NodeRecor
     };
     const mgmt = f.optStr("managementCidr");
     if (mgmt !== undefined) rec.managementCidr = mgmt;
+    if (f.has("offloads")) rec.offloads = f.listOf("offloads", OFFLOADS);
     return rec;
   });
 }

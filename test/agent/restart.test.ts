@@ -57,6 +57,15 @@ describe.skipIf(skip || !isRoot())("overlayd restart with pods running", () => {
     await c?.close();
   });
 
+  it("reports each node's active offloads in dctl node list", async () => {
+    const r = await c.dctl(["node", "list", "-o", "json"]);
+    expect(r.code).toBe(0);
+    const nodes = JSON.parse(r.stdout) as { name: string; offloads: string[] | null }[];
+    expect(nodes).toHaveLength(2);
+    // TAP super-frames and multi-queue TAPs work on every kernel these tests run on.
+    for (const n of nodes) expect(n.offloads).toEqual(expect.arrayContaining(["tso", "multi-queue"]));
+  });
+
   for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     it(`keeps eth0, address and MAC, and forwards again after a ${signal}`, async () => {
       const node = c.node(0);

@@ -431,9 +431,14 @@ describe("dctl perf-tier and node", () => {
 
   it("lists nodes with their blocks", async () => {
     expect(cells(await ok("node", "list"))).toEqual([
-      ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS"],
+      ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS", "OFFLOADS"],
     ]);
-    await registerNode(store, { name: "appserv76", underlayIp: "10.1.0.76", managementCidr: "10.1.0.0/24" });
+    await registerNode(store, {
+      name: "appserv76",
+      underlayIp: "10.1.0.76",
+      managementCidr: "10.1.0.0/24",
+      offloads: ["tso", "udp-gso", "udp-gro"],
+    });
     await registerNode(store, { name: "appserv78", underlayIp: "10.1.0.78" });
     await ok("network", "overlay", "create", "red", "-s", "172.30.0.0/16");
     await createEndpoint(store, {
@@ -444,12 +449,13 @@ describe("dctl perf-tier and node", () => {
       containerId: "c",
     });
     expect(cells(await ok("node", "list"))).toEqual([
-      ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS"],
-      ["appserv76", "10.1.0.76", "10.1.0.0/24", "172.30.0.0/24"],
-      ["appserv78", "10.1.0.78", "-", "-"],
+      ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS", "OFFLOADS"],
+      ["appserv76", "10.1.0.76", "10.1.0.0/24", "172.30.0.0/24", "tso,udp-gso,udp-gro"],
+      ["appserv78", "10.1.0.78", "-", "-", "-"],
     ]);
     expect(JSON.parse(await ok("node", "list", "-o", "json"))[0]).toMatchObject({
       name: "appserv76",
+      offloads: ["tso", "udp-gso", "udp-gro"],
       blocks: [{ network: "red", cidr: "172.30.0.0/24", gateway: "172.30.0.1" }],
     });
   });

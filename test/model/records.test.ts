@@ -106,4 +106,13 @@ describe("records", () => {
     });
     expect(bad.ok).toBe(false);
   });
+
+  it("reads a node's reported offloads, known names only", () => {
+    const node = { schemaVersion: 1, name: "n1", underlayIp: "10.0.0.1", registeredAt: "t" };
+    const r = parseNode({ key: "k", value: JSON.stringify({ ...node, offloads: ["tso", "udp-gro"] }) });
+    expect(r.ok && r.value.offloads).toEqual(["tso", "udp-gro"]);
+    const bad = parseNode({ key: "k", value: JSON.stringify({ ...node, offloads: ["warp-drive"] }) });
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.problem.problem).toContain("offloads");
+  });
 });
