@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
+import { OverlayError } from "../../src/model/errors.js";
 import { openStore } from "../../src/store/index.js";
 import type { Store } from "../../src/store/store.js";
 
@@ -17,4 +19,14 @@ export function tempDir(): { dir: string; cleanup: () => void } {
 
 export function owner(pod: string, namespace = "coffee", containerId = `ctr-${pod}`) {
   return { namespace, pod, containerId, ifname: "eth0" };
+}
+
+/** The OverlayError a promise rejects with (failing the test if it resolves or throws another). */
+export async function rejection(p: Promise<unknown>): Promise<OverlayError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(OverlayError);
+  return e as OverlayError;
 }

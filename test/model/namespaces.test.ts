@@ -3,7 +3,6 @@ import type { Store } from "../../src/store/store.js";
 import {
   FIRST_VNI,
   GLOBAL_VNI,
-  OverlayError,
   computeVnis,
   createEndpoint,
   createNetwork,
@@ -21,7 +20,7 @@ import {
   type NamespaceRecord,
   type NetworkRecord,
 } from "../../src/model/index.js";
-import { memoryStore, tempDir } from "./helpers.js";
+import { memoryStore, rejection, tempDir } from "./helpers.js";
 import { openStore } from "../../src/store/index.js";
 
 let store: Store;
@@ -31,15 +30,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await store.close();
 });
-
-async function rejection(p: Promise<unknown>): Promise<OverlayError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(OverlayError);
-  return e as OverlayError;
-}
 
 async function vnis(network = "red"): Promise<Record<string, number>> {
   const net = (await getNetwork(store, network)).value;

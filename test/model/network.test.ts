@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Store } from "../../src/store/store.js";
 import {
-  OverlayError,
   createEndpoint,
   createNetwork,
   deleteEndpoint,
@@ -17,7 +16,7 @@ import {
   setDefaultNetwork,
 } from "../../src/model/index.js";
 import { networkKey } from "../../src/model/keys.js";
-import { memoryStore } from "./helpers.js";
+import { memoryStore, rejection } from "./helpers.js";
 
 let store: Store;
 beforeEach(async () => {
@@ -26,15 +25,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await store.close();
 });
-
-async function rejection(p: Promise<unknown>): Promise<OverlayError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(OverlayError);
-  return e as OverlayError;
-}
 
 describe("createNetwork", () => {
   it("creates the network with defaults and the builtin namespaces", async () => {
