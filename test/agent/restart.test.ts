@@ -8,6 +8,7 @@ import { isRoot } from "../../src/netns/index.js";
 import {
   agentLogs,
   createOverlay,
+  podsThatTalk,
   skipReason,
   startCluster,
   type LocalCluster,
@@ -47,10 +48,7 @@ describe.skipIf(skip || !isRoot())("overlayd restart with pods running", () => {
   beforeAll(async () => {
     c = await startCluster({ store: "sqlite" });
     await createOverlay(c);
-    a = await c.addPod(0, "coffee", "web-a");
-    b = await c.addPod(1, "coffee", "web-b");
-    const r = await c.pingUntil(a, b.ip, "reach");
-    expect(r.received, agentLogs(c)).toBeGreaterThan(0);
+    ({ a, b } = await podsThatTalk(c));
   }, 120_000);
 
   afterAll(async () => {

@@ -12,6 +12,7 @@ import {
   sqliteStore,
   type ClusterOptions,
   type ExecResult,
+  type Pod,
   type StoreProvider,
 } from "../../src/demo/cluster.js";
 import { ETCD_BINARY, startEtcd } from "../helpers/etcd.js";
@@ -83,4 +84,13 @@ export function agentLogs(c: LocalCluster): string {
 export async function createOverlay(c: LocalCluster, name = "red", subnet = "172.30.0.0/16"): Promise<void> {
   const r = await c.dctl(["network", "overlay", "create", name, "-s", subnet, "--set-default"]);
   if (r.code !== 0) throw new Error(`creating overlay ${name} failed: ${show(r)}`);
+}
+
+/** Pods web-a on node 0 and web-b on node 1, both in coffee, asserted to reach each other. */
+export async function podsThatTalk(c: LocalCluster): Promise<{ a: Pod; b: Pod }> {
+  const a = await c.addPod(0, "coffee", "web-a");
+  const b = await c.addPod(1, "coffee", "web-b");
+  const r = await c.pingUntil(a, b.ip, "reach");
+  if (r.received === 0) throw new Error(`web-a cannot reach web-b:\n${agentLogs(c)}`);
+  return { a, b };
 }

@@ -12,6 +12,7 @@ import { openStore } from "../../src/store/index.js";
 import {
   agentLogs,
   createOverlay,
+  podsThatTalk,
   skipReason,
   startCluster,
   type LocalCluster,
@@ -28,9 +29,7 @@ describe.skipIf(skip || !isRoot())("records that fail validation", () => {
   beforeAll(async () => {
     c = await startCluster({ store: "sqlite" });
     await createOverlay(c);
-    a = await c.addPod(0, "coffee", "web-a");
-    b = await c.addPod(1, "coffee", "web-b");
-    expect((await c.pingUntil(a, b.ip, "reach")).received, agentLogs(c)).toBeGreaterThan(0);
+    ({ a, b } = await podsThatTalk(c));
   }, 120_000);
 
   afterAll(async () => {

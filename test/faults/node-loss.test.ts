@@ -6,7 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
-import { agentLogs, createOverlay, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import {
+  agentLogs,
+  createOverlay,
+  podsThatTalk,
+  skipReason,
+  type LocalCluster,
+  type Pod,
+} from "../e2e/cluster.js";
 import { endpoints } from "../e2e/scenario.js";
 import { lastPeers, startEtcdCluster, storeState, waitFor, type EtcdCluster } from "./helpers.js";
 
@@ -25,10 +32,7 @@ describe.skipIf(skip)("node loss and rejoin (etcd)", () => {
     ec = await startEtcdCluster({ leaseTtlSeconds: LEASE_TTL_S });
     c = ec.cluster;
     await createOverlay(c);
-    a = await c.addPod(0, "coffee", "web-a");
-    b = await c.addPod(1, "coffee", "web-b");
-    const r = await c.pingUntil(a, b.ip, "reach");
-    expect(r.received, agentLogs(c)).toBeGreaterThan(0);
+    ({ a, b } = await podsThatTalk(c));
   }, 120_000);
 
   afterAll(async () => {

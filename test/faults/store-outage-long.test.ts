@@ -9,7 +9,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
 import { sleep } from "../../src/netns/index.js";
-import { agentLogs, createOverlay, show, skipReason, type LocalCluster, type Pod } from "../e2e/cluster.js";
+import {
+  agentLogs,
+  createOverlay,
+  podsThatTalk,
+  show,
+  skipReason,
+  type LocalCluster,
+  type Pod,
+} from "../e2e/cluster.js";
 import {
   compactEtcd,
   lastPeers,
@@ -44,9 +52,7 @@ describe.skipIf(skip)("store outage longer than a lease (etcd)", () => {
     ec = await startEtcdCluster({ leaseTtlSeconds: LEASE_TTL_S });
     c = ec.cluster;
     await createOverlay(c);
-    a = await c.addPod(0, "coffee", "web-a");
-    b = await c.addPod(1, "coffee", "web-b");
-    expect((await c.pingUntil(a, b.ip, "reach")).received, agentLogs(c)).toBeGreaterThan(0);
+    ({ a, b } = await podsThatTalk(c));
     before = await storeState(c, "red");
     expect(before.blocks).toHaveLength(2);
   }, 120_000);
