@@ -24,7 +24,13 @@ import type { Lease, Store } from "../store/store.js";
 import { desiredState, endpointId, type DesiredState, type GatewayPort } from "./desired.js";
 import { toAgentError } from "./errors.js";
 import { DepartedNodeGc } from "./gc.js";
-import { configureGateway, configureMasquerade, configurePod, netnsExists } from "./plumbing.js";
+import {
+  configureGateway,
+  configureMasquerade,
+  configurePod,
+  netnsExists,
+  removeMasquerade,
+} from "./plumbing.js";
 import { AgentServer } from "./server.js";
 import { ClusterView } from "./view.js";
 
@@ -86,7 +92,8 @@ export class Agent {
   private readonly adding = new Set<string>();
   private programmedPeers = "";
   private programmedRemotes = "";
-  private masqueraded = "";
+  /** Subnet masqueraded by this node's nftables table; "" none; undefined unknown (a table may be left from an earlier run). */
+  private masqueraded: string | undefined = undefined;
   private readonly claimed = new Set<string>();
   /** Local endpoints whose pod namespace was found missing, and since when. */
   private readonly orphanSince = new Map<string, number>();
@@ -276,6 +283,7 @@ export class Agent {
       sw.removePort(gw.id, { destroy: true });
       this.gateways.delete(block);
     }
+    if (wanted.length === 0 && this.masqueraded !== "") await this.unmasquerade();
     for (const [i, g] of wanted.entries()) {
       if (this.gateways.has(g.block)) continue;
       const name = gatewayPortName(g.block);
@@ -312,6 +320,18 @@ export class Agent {
         "masquerade not configured: pods reach only the overlay and this node",
       );
     }
+  }
+
+  /** The network is gone from this node: its masquerade rule goes too. */
+  private async unmasquerade(): Promise<void> {
+    try {
+      await removeMasquerade();
+      if (this.masqueraded)
+        this.log.info({ subnet: this.masqueraded }, "masquerade removed: no overlay on this node");
+    } catch (err) {
+      this.log.warn({ err: String(err) }, "cannot remove the masquerade table (nftables)");
+    }
+    this.masqueraded = "";
   }
 
   private async reconcileLocal(sw: Switch, d: DesiredState): Promise<void> {

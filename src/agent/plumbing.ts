@@ -78,3 +78,10 @@ export async function configureMasquerade(subnet: string): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Removes the agent's nftables table, when the node no longer serves an overlay; absent is fine. */
+export async function removeMasquerade(): Promise<void> {
+  // `add` first: it is a no-op on an existing table, and makes `delete` unable to fail for absence.
+  await run("nft", ["add", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
+  await run("nft", ["delete", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
+}
