@@ -28,6 +28,7 @@ import {
   configureGateway,
   configureMasquerade,
   configurePod,
+  inspectPod,
   netnsExists,
   removeMasquerade,
 } from "./plumbing.js";
@@ -595,7 +596,24 @@ export class Agent {
         error: { code: CNI_ERR.ioError, msg: `pod namespace ${port.endpoint.netns} is gone` },
       };
     }
-    return { ok: true, result: this.result(port.endpoint, port.endpoint.netns) };
+    // The pod's side as CNI ADD left it: the interface, its MAC and address, up.
+    const e = port.endpoint;
+    const want = `${e.ip}/${e.prefixLength}`;
+    const got = await inspectPod(e.netns, e.ifname);
+    const problem =
+      got === undefined
+        ? `interface ${e.ifname} is missing`
+        : got.mac.toLowerCase() !== e.mac.toLowerCase()
+          ? `interface ${e.ifname} has MAC ${got.mac}, not ${e.mac}`
+          : !got.addresses.includes(want)
+            ? `interface ${e.ifname} lacks address ${want} (has ${got.addresses.join(", ") || "none"})`
+            : !got.up
+              ? `interface ${e.ifname} is down`
+              : undefined;
+    if (problem !== undefined) {
+      return { ok: false, error: { code: CNI_ERR.ioError, msg: `pod ${endpointId(e)}: ${problem}` } };
+    }
+    return { ok: true, result: this.result(e, e.netns) };
   }
 
   private async status(): Promise<AgentResponse> {

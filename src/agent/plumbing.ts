@@ -29,6 +29,37 @@ export async function configurePod(a: PodAddress): Promise<void> {
   await inNetns(a.netns, ["route", "replace", "default", "via", a.gateway, "dev", a.ifname]);
 }
 
+/** What the pod's namespace holds for its interface, or undefined when the interface is missing. */
+export interface PodInterface {
+  mac: string;
+  mtu: number;
+  up: boolean;
+  /** IPv4 addresses as "a.b.c.d/len". */
+  addresses: string[];
+}
+
+export async function inspectPod(netns: string, ifname: string): Promise<PodInterface | undefined> {
+  const r = await run("nsenter", [`--net=${netns}`, "ip", "-j", "addr", "show", "dev", ifname], {
+    timeoutMs: TIMEOUT_MS,
+    allowFailure: true,
+  });
+  if (r.code !== 0) return undefined;
+  const links = JSON.parse(r.stdout) as {
+    address?: string;
+    mtu?: number;
+    flags?: string[];
+    addr_info?: { family: string; local: string; prefixlen: number }[];
+  }[];
+  const l = links[0];
+  if (l === undefined) return undefined;
+  return {
+    mac: l.address ?? "",
+    mtu: l.mtu ?? 0,
+    up: (l.flags ?? []).includes("UP"),
+    addresses: (l.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
+  };
+}
+
 export function netnsExists(netns: string): boolean {
   return netns !== "" && existsSync(netns);
 }

@@ -23,7 +23,7 @@ import {
 import { asCniError, CniError } from "./errors.js";
 import { CNI_ERR, type AgentError, type AgentRequest, type AgentResponse } from "./protocol.js";
 import { endpointRequest } from "./request.js";
-import { formatError, formatResult, versionInfo } from "./result.js";
+import { formatError, formatResult, prevResultMismatch, versionInfo } from "./result.js";
 
 export interface Outcome {
   /** Exactly what goes to stdout (empty for commands that print nothing on success). */
@@ -82,8 +82,15 @@ async function add(deps: PluginDeps, env: Env, conf: NetConf): Promise<string> {
   return JSON.stringify(formatResult(conf.cniVersion, response.result));
 }
 
+/** The agent checks the pod's side; this compares its answer with the runtime's prevResult. */
 async function check(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
-  await attach(deps, env, conf, "CHECK");
+  const response = await attach(deps, env, conf, "CHECK");
+  if (!response.ok || response.result === undefined) return;
+  const ifName = required(parseEnv(env).ifName, "CNI_IFNAME");
+  const mismatch = prevResultMismatch(conf.raw.prevResult, ifName, response.result);
+  if (mismatch !== undefined) {
+    throw new CniError(CNI_ERR.attachmentMismatch, "attachment differs from prevResult", mismatch);
+  }
 }
 
 /**

@@ -79,4 +79,6 @@ export const CNI_ERR = {
   unknownPerfTier: 102,
   storeUnreachable: 103,
   agentUnreachable: 104,
+  /** CHECK: the attachment differs from the runtime's prevResult. */
+  attachmentMismatch: 105,
 } as const;

@@ -2,7 +2,7 @@
  * What the plugin prints: the ADD result, the VERSION answer and the error object, each in the
  * version the request speaks (CNI spec 1.1, "Result types").
  */
-import { CURRENT_VERSION, SUPPORTED_VERSIONS, type CniVersion } from "./config.js";
+import { CURRENT_VERSION, isObject, SUPPORTED_VERSIONS, type CniVersion } from "./config.js";
 import type { CniError } from "./errors.js";
 import type { AttachmentResult } from "./protocol.js";
 
@@ -48,4 +48,39 @@ export function formatError(version: CniVersion, err: CniError): CniErrorOutput 
 
 export function versionInfo(): VersionOutput {
   return { cniVersion: CURRENT_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] };
+}
+
+/**
+ * CHECK: where the runtime's prevResult (what an earlier ADD printed, possibly amended by
+ * chained plugins) disagrees with the attachment as it is now, what differs; undefined when it
+ * agrees or says nothing about this interface. Only what this plugin set is compared: its
+ * interface's MAC and its address with gateway.
+ */
+export function prevResultMismatch(prev: unknown, ifName: string, now: AttachmentResult): string | undefined {
+  if (!isObject(prev)) return undefined;
+  const mine = now.interfaces.find((i) => i.name === ifName) ?? now.interfaces[0];
+  const nowIp = now.ips[0];
+  if (mine === undefined || nowIp === undefined) return undefined;
+  const interfaces = Array.isArray(prev.interfaces) ? prev.interfaces : [];
+  const index = interfaces.findIndex(
+    (i) => isObject(i) && i.name === mine.name && (i.sandbox === undefined || i.sandbox === mine.sandbox),
+  );
+  if (index < 0) return `prevResult has no interface ${mine.name}`;
+  const iface = interfaces[index] as Record<string, unknown>;
+  if (typeof iface.mac === "string" && iface.mac.toLowerCase() !== mine.mac.toLowerCase()) {
+    return `interface ${mine.name} has MAC ${mine.mac}, prevResult says ${iface.mac}`;
+  }
+  const ips = (Array.isArray(prev.ips) ? prev.ips : []).filter(
+    (ip): ip is Record<string, unknown> =>
+      isObject(ip) && (ip.interface === undefined || ip.interface === index),
+  );
+  const same = ips.find((ip) => ip.address === nowIp.address);
+  if (same === undefined) {
+    const listed = ips.map((ip) => String(ip.address)).join(", ") || "none";
+    return `interface ${mine.name} has address ${nowIp.address}, prevResult says ${listed}`;
+  }
+  if (typeof same.gateway === "string" && same.gateway !== nowIp.gateway) {
+    return `address ${nowIp.address} has gateway ${nowIp.gateway}, prevResult says ${same.gateway}`;
+  }
+  return undefined;
 }

@@ -109,10 +109,12 @@ export class FakeAgent {
         this.attachments.set(`${req.containerId}/${req.ifName}`, result);
         return { ok: true, result };
       }
-      case "CHECK":
-        return this.attachments.has(`${req.containerId}/${req.ifName}`)
-          ? { ok: true }
+      case "CHECK": {
+        const result = this.attachments.get(`${req.containerId}/${req.ifName}`);
+        return result
+          ? { ok: true, result }
           : { ok: false, error: { code: CNI_ERR.unknownContainer, msg: `no attachment ${req.containerId}` } };
+      }
       case "DEL":
         return this.attachments.delete(`${req.containerId}/${req.ifName}`)
           ? { ok: true }

@@ -230,6 +230,49 @@ describe("CHECK", () => {
   it("needs the netns to exist", async () => {
     expect(errorOf(await runPlugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(7);
   });
+
+  describe("compares the attachment with the runtime's prevResult", () => {
+    const prev = () =>
+      JSON.parse(JSON.stringify(sampleResult("eth0", netns))) as ReturnType<typeof sampleResult>;
+
+    it("passes when prevResult is what ADD printed, with other plugins' entries beside it", async () => {
+      await runPlugin(env("ADD"), conf());
+      const p = prev();
+      p.interfaces.unshift({ name: "cni0", mac: "02:00:00:00:00:01", mtu: 1500 });
+      p.ips = p.ips.map((ip) => ({ ...ip, interface: 1 }));
+      ok(await runPlugin(env("CHECK"), conf({ prevResult: p })));
+    });
+
+    it("fails with code 105 when prevResult has another MAC", async () => {
+      await runPlugin(env("ADD"), conf());
+      const p = prev();
+      p.interfaces[0]!.mac = "0a:58:ac:1e:08:99";
+      const e = errorOf(await runPlugin(env("CHECK"), conf({ prevResult: p })));
+      expect(e).toMatchObject({ code: 105, msg: "attachment differs from prevResult" });
+      expect(e.details).toContain("0a:58:ac:1e:08:99");
+    });
+
+    it("fails with code 105 when prevResult has another address or gateway", async () => {
+      await runPlugin(env("ADD"), conf());
+      const other = prev();
+      other.ips[0]!.address = "172.30.8.3/16";
+      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: other }))).details).toMatch(
+        /has address 172\.30\.8\.2\/16, prevResult says 172\.30\.8\.3\/16/,
+      );
+      const gw = prev();
+      gw.ips[0]!.gateway = "172.30.8.254";
+      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: gw }))).code).toBe(105);
+    });
+
+    it("fails with code 105 when prevResult does not list the interface", async () => {
+      await runPlugin(env("ADD"), conf());
+      const p = prev();
+      p.interfaces[0]!.name = "net1";
+      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: p }))).details).toBe(
+        "prevResult has no interface eth0",
+      );
+    });
+  });
 });
 
 describe("DEL", () => {
