@@ -60,6 +60,22 @@ export async function registerNode(
   lease?: LeaseId,
 ): Promise<NodeRecord> {
   const record = buildNodeRecord(input);
+  // The mirror of createNetwork's check: a node whose own network the overlay would shadow
+  // cannot reach its peers' VTEPs, or its pods the node, once routes to the overlay exist.
+  const mine =
+    record.managementCidr !== undefined
+      ? (parseCidr(record.managementCidr) as Ipv4Cidr)
+      : { address: parseIpv4(record.underlayIp) as number, prefixLength: 32 };
+  for (const { value: net } of (await listNetworks(store)).entries) {
+    const overlay = parseCidr(net.subnet);
+    if (overlay !== undefined && overlaps(overlay, mine)) {
+      const what = record.managementCidr ?? `${record.underlayIp}/32`;
+      throw invalid(
+        `node ${record.name}: its management network ${what} overlaps the overlay network ${net.name} (${net.subnet})`,
+        { node: record.name, managementCidr: what, network: net.name },
+      );
+    }
+  }
   const op = { type: "put" as const, key: nodeKey(record.name), value: encode(record) };
   await store.txn([], [lease === undefined ? op : { ...op, lease }]);
   return record;

@@ -9,6 +9,7 @@ import {
   getNetwork,
   listNamespaces,
   listNetworks,
+  listNodes,
   parseBlockSize,
   putDataNetwork,
   registerNode,
@@ -116,6 +117,22 @@ describe("createNetwork", () => {
     const e = await rejection(createNetwork(store, { name: "red", subnet: "10.9.0.0/16" }));
     expect(e.message).toBe("subnet 10.9.0.0/16 overlaps the management network 10.9.3.4/32 of node n1");
     await createNetwork(store, { name: "red", subnet: "10.10.0.0/16" });
+  });
+
+  it("refuses to register a node whose management network overlaps the overlay", async () => {
+    await createNetwork(store, { name: "red", subnet: "172.30.0.0/16" });
+    const e = await rejection(
+      registerNode(store, { name: "n9", underlayIp: "172.30.4.10", managementCidr: "172.30.4.0/24" }),
+    );
+    expect(e.code).toBe("INVALID_ARGUMENT");
+    expect(e.message).toBe(
+      "node n9: its management network 172.30.4.0/24 overlaps the overlay network red (172.30.0.0/16)",
+    );
+    const bare = await rejection(registerNode(store, { name: "n9", underlayIp: "172.30.200.1" }));
+    expect(bare.message).toContain("172.30.200.1/32 overlaps the overlay network red");
+    expect((await listNodes(store)).entries).toEqual([]);
+    await registerNode(store, { name: "n9", underlayIp: "10.0.0.9", managementCidr: "10.0.0.0/24" });
+    expect((await listNodes(store)).entries.map((n) => n.value.name)).toEqual(["n9"]);
   });
 
   it("rejects a subnet that overlaps a data network", async () => {
