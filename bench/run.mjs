@@ -2,19 +2,21 @@
  * Data-plane benchmark: one run, one two-node namespace world per path, measured side by side.
  *
  * Paths: the Linux kernel's vxlan device + bridge (the reference), the project's switch (one
- * `Switch` per node, offloads on) and a naive relay (bench/naive-relay.c: one frame per system
- * call). Open vSwitch is detected and reported as skipped.
+ * `Switch` per node, offloads on), a naive relay (bench/naive-relay.c: one frame per system
+ * call) and, where it is installed, Open vSwitch's userspace datapath (bench/ovs.mjs: per node
+ * its own ovsdb-server and ovs-vswitchd, netdev bridges, userspace VXLAN tunnelling).
  *
  * Tests (iperf3 and ping, pod to pod): TCP one stream and four streams across nodes, TCP one
  * stream between two pods of one node, UDP 64-byte datagrams received per second, ping RTT
  * across nodes. Each test runs every path back to back, `--reps` times; the table shows medians
  * and ratios to the kernel. CPU: system-wide busy time (/proc/stat) per Gbit for every path, and
  * the data-plane process's own CPU time (/proc/<pid>/stat) per Gbit for the switch (this process
- * hosts it) and the relay.
+ * hosts it), the relay and ovs-vswitchd.
  *
- * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive]
+ * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]
  *                           [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]
- * Needs root, iperf3, ping, cc, and the compiled TypeScript (npx tsc -p tsconfig.build.json).
+ * Needs root, iperf3, ping, cc, and the compiled TypeScript (npx tsc -p tsconfig.build.json);
+ * the OVS path needs Debian's openvswitch-switch (.ci/install-deps).
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -38,13 +40,14 @@ import {
   sleep,
   VXLAN_OVERHEAD,
 } from "../dist/netns/index.js";
+import { buildOvsOverlay, ovsSchema } from "./ovs.mjs";
 import { renderSvg } from "./svg.mjs";
 
 const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const RESULTS_DIR = join(BENCH_DIR, "results");
 const VNI = 100;
 
-/** @typedef {"kernel" | "switch" | "naive"} PathName */
+/** @typedef {"kernel" | "switch" | "naive" | "ovs"} PathName */
 /** @typedef {"tcp1" | "tcp4" | "local" | "udp64" | "ping"} TestName */
 
 /** @type {Record<PathName, string>} */
@@ -52,9 +55,10 @@ const PATH_LABELS = {
   kernel: "kernel vxlan + bridge",
   switch: "switch (offloads on)",
   naive: "naive relay",
+  ovs: "Open vSwitch userspace (netdev)",
 };
 /** @type {PathName[]} */
-const ALL_PATHS = ["kernel", "switch", "naive"];
+const ALL_PATHS = ["kernel", "switch", "naive", "ovs"];
 
 /** @type {Record<TestName, { label: string, unit: string, higherIsBetter: boolean }>} */
 const TESTS = {
@@ -78,6 +82,7 @@ const ALL_TESTS = ["tcp1", "tcp4", "local", "udp64", "ping"];
  * @property {number} pingInterval
  * @property {boolean} save
  * @property {boolean} quick
+ * @property {boolean} pathsChosen whether --only named the paths
  */
 
 /** @param {string[]} argv @returns {Options} */
@@ -93,6 +98,7 @@ function parseArgs(argv) {
     pingInterval: 0.05,
     save: true,
     quick: false,
+    pathsChosen: false,
   };
   /** @param {number} i */
   const value = (i) => {
@@ -120,6 +126,7 @@ function parseArgs(argv) {
         break;
       case "--only":
         o.paths = listOf(a, value(i++), ALL_PATHS);
+        o.pathsChosen = true;
         break;
       case "--tests":
         o.tests = listOf(a, value(i++), ALL_TESTS);
@@ -133,7 +140,7 @@ function parseArgs(argv) {
       case "-h":
       case "--help":
         console.log(
-          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive]\n" +
+          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]\n" +
             "                          [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]",
         );
         process.exit(0);
@@ -301,7 +308,8 @@ function round(x, digits) {
  * @property {{ name: string, ip: string } | undefined} local second pod on node 1, if the path has one
  * @property {string} aIp
  * @property {() => (number | "self")[]} dataPlanePids processes whose CPU is the data plane's
- * @property {(() => Record<string, number>) | undefined} drops drop counters, summed over nodes
+ * @property {(() => Record<string, number> | Promise<Record<string, number>>) | undefined} drops
+ *   drop counters, summed over nodes
  * @property {Record<string, unknown>} info
  */
 
@@ -424,6 +432,46 @@ async function naivePath(world, relayBin) {
 }
 
 /**
+ * Open vSwitch's userspace datapath: per node an ovsdb-server and an ovs-vswitchd of its own,
+ * pods on veth ports of a netdev bridge, VXLAN tunnelled by ovs-vswitchd through `br-phy`.
+ * @param {import("../dist/netns/index.js").World} world @param {string} tmp
+ * @param {{ ovs?: import("./ovs.mjs").OvsOverlay }} hold
+ * @returns {Promise<Target>}
+ */
+async function ovsPath(world, tmp, hold) {
+  const cluster = await buildNodes(world, { count: 2, stem: "o" });
+  const ov = await buildOvsOverlay(world, cluster, {
+    dir: tmp,
+    vni: VNI,
+    pods: [
+      { node: 0, name: "oa1", ip: "172.28.1.2" },
+      { node: 0, name: "oa2", ip: "172.28.1.3" },
+      { node: 1, name: "ob1", ip: "172.28.2.2" },
+    ],
+  });
+  hold.ovs = ov;
+  const [a1, a2, b1] = ov.pods;
+  return {
+    path: "ovs",
+    a: "oa1",
+    aIp: a1.ip,
+    b: "ob1",
+    bPod: { name: "ob1", ip: b1.ip },
+    local: { name: "oa2", ip: a2.ip },
+    dataPlanePids: ov.vswitchdPids,
+    drops: ov.socketDrops,
+    info: {
+      version: ov.version,
+      vswitchdPids: ov.vswitchdPids(),
+      datapath: "netdev (userspace)",
+      pods: "veth pairs, node end a netdev-linux (AF_PACKET) port of br-int; pod eth0 tx checksum offload off",
+      tunnel: "br-int vxlan port, userspace tnl_push/tnl_pop through br-phy (underlay veth as its port)",
+      forwarding: "NORMAL (MAC learning)",
+    },
+  };
+}
+
+/**
  * @param {() => boolean} ok @param {number} timeoutMs @param {() => void} check throws to abort
  */
 async function waitFor(ok, timeoutMs, check) {
@@ -457,7 +505,7 @@ async function iperfWithCpu(world, t, clientNs, server, opts) {
   // Not one-off: the server must still exist when its CPU time is read after the test.
   const srv = await iperf3Server(world, server.name, server.ip, { oneOff: false });
   try {
-    const dropsBefore = t.drops?.();
+    const dropsBefore = await t.drops?.();
     const before = cpuSnapshot(t.dataPlanePids(), srv.process.pid);
     const r = await iperf3Client(world, clientNs, server.ip, opts);
     const after = cpuSnapshot(t.dataPlanePids(), srv.process.pid);
@@ -465,7 +513,7 @@ async function iperfWithCpu(world, t, clientNs, server, opts) {
     /** @type {Record<string, number> | undefined} */
     let drops;
     if (dropsBefore && t.drops) {
-      const now = t.drops();
+      const now = await t.drops();
       drops = {};
       for (const [k, v] of Object.entries(now))
         if (v !== (dropsBefore[k] ?? 0)) drops[k] = v - (dropsBefore[k] ?? 0);
@@ -579,7 +627,7 @@ function progressNote(d) {
     );
   if (typeof d.rttMaxMs === "number") parts.push(`min ${d.rttMinMs} max ${d.rttMaxMs} ms`);
   const drops = /** @type {Record<string, number> | undefined} */ (d.drops);
-  if (drops && Object.keys(drops).length > 0) parts.push(`switch drops ${JSON.stringify(drops)}`);
+  if (drops && Object.keys(drops).length > 0) parts.push(`drops ${JSON.stringify(drops)}`);
   return parts.length > 0 ? `  (${parts.join("; ")})` : "";
 }
 
@@ -667,6 +715,8 @@ function table(rows, paths) {
     ["switch", "kernel"],
     ["naive", "kernel"],
     ["switch", "naive"],
+    ["ovs", "kernel"],
+    ["switch", "ovs"],
   ];
   const shown = pairs.filter(([a, b]) => paths.includes(a) && paths.includes(b));
   const head = ["test", ...paths, ...shown.map(([a, b]) => `${a}/${b}`)];
@@ -699,9 +749,21 @@ async function main() {
     if (!onPath(cmd)) throw new Error(`bench: ${cmd} is not installed`);
   }
   if (o.paths.includes("naive") && !onPath("cc")) throw new Error("bench: cc is needed for the naive relay");
-  const ovs = onPath("ovs-vswitchd")
-    ? "skipped: ovs-vswitchd is installed, but this bench has no Open vSwitch topology yet"
-    : "skipped: not installed";
+  const ovsInstalled =
+    ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl"].every(onPath) &&
+    ovsSchema() !== undefined;
+  if (o.paths.includes("ovs") && !ovsInstalled) {
+    if (o.pathsChosen)
+      throw new Error(
+        "bench: --only ovs needs Open vSwitch (Debian's openvswitch-switch, see .ci/install-deps)",
+      );
+    o.paths = o.paths.filter((p) => p !== "ovs");
+  }
+  const ovs = !ovsInstalled
+    ? "skipped: not installed"
+    : o.paths.includes("ovs")
+      ? `measured: ${firstLine("ovs-vswitchd", ["--version"]) ?? "ovs-vswitchd"}`
+      : "skipped: not in --only";
   const mach = machine();
   const code = build();
   const started = new Date();
@@ -716,7 +778,7 @@ async function main() {
 
   /** @type {import("../dist/netns/index.js").World | undefined} */
   let world;
-  /** @type {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay }} */
+  /** @type {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay, ovs?: import("./ovs.mjs").OvsOverlay }} */
   const hold = {};
   let tmp;
   let cleaning;
@@ -725,8 +787,14 @@ async function main() {
       try {
         hold.overlay?.close();
       } finally {
-        await world?.destroy();
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
+        try {
+          // The OVS daemons by pid, ovs-vswitchd before its database; destroy() is the fallback
+          // (it stops whatever the world started, then kills what is left in its namespaces).
+          await hold.ovs?.close();
+        } finally {
+          await world?.destroy();
+          if (tmp) rmSync(tmp, { recursive: true, force: true });
+        }
       }
     })();
     return cleaning;
@@ -754,7 +822,9 @@ async function main() {
           ? await kernelPath(world)
           : p === "switch"
             ? await switchPath(world, hold)
-            : await naivePath(world, compileRelay(tmp));
+            : p === "naive"
+              ? await naivePath(world, compileRelay(tmp))
+              : await ovsPath(world, tmp, hold);
       targets.push(t);
       pathInfo[p] = t.info;
       // Neighbour entries and tables settle before anything is timed.

@@ -42,10 +42,12 @@ export function renderSvg(chart) {
   out.push(`<rect width="100%" height="100%" fill="#ffffff"/>`);
   out.push(`<text x="10" y="24" font-size="16" font-weight="bold">${esc(chart.title)}</text>`);
   out.push(`<text x="10" y="44" fill="#555">${esc(chart.subtitle)}</text>`);
+  // Legend entries side by side, each as wide as its label (about 7 px a character at 12 px).
+  let lx = 10;
   chart.paths.forEach((p, i) => {
-    const x = 10 + i * 200;
-    out.push(`<rect x="${x}" y="58" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/>`);
-    out.push(`<text x="${x + 18}" y="69">${esc(p.label)}</text>`);
+    out.push(`<rect x="${lx}" y="58" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/>`);
+    out.push(`<text x="${lx + 18}" y="69">${esc(p.label)}</text>`);
+    lx += 18 + p.label.length * 7 + 24;
   });
   panels.forEach((panel, idx) => {
     const ox = 10 + (idx % cols) * pw;
@@ -83,7 +85,7 @@ export function renderSvg(chart) {
       const ref = vals[0];
       if (i > 0 && v !== undefined && ref !== undefined && ref > 0) {
         out.push(
-          `<text x="${(x + bw / 2).toFixed(1)}" y="${base + 30}" text-anchor="middle" fill="#777">${(v / ref).toFixed(2)}x ${esc(chart.paths[0].key)}</text>`,
+          `<text x="${(x + bw / 2).toFixed(1)}" y="${base + 30}" text-anchor="middle" font-size="10" fill="#777">${(v / ref).toFixed(2)}x ${esc(chart.paths[0].key)}</text>`,
         );
       }
     });

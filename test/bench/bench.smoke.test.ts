@@ -1,11 +1,13 @@
 /**
  * Smoke test of the data-plane benchmark: `node bench/run.mjs --quick --only switch --no-save`
  * builds its namespace world, measures the switch alone for a few seconds per test and prints
- * its table. Checks only that the run works end to end, not how fast the switch is.
+ * its table. Where Open vSwitch is installed, a second, shorter run measures its userspace
+ * datapath alone (one TCP stream and ping, about 5 s), so the OVS topology does not rot unseen.
+ * Checks only that the runs work end to end, not how fast anything is.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { isRoot } from "../../src/netns/index.js";
@@ -16,6 +18,18 @@ function skipReason(): string | undefined {
   let why: string | undefined;
   if (!isRoot()) why = "the benchmark builds network namespaces and TAP devices, which need root";
   if (why) console.log(`test/bench/bench.smoke.test.ts: skipped, ${why}`);
+  return why;
+}
+
+/** Why the Open vSwitch run is skipped, or undefined when its daemons and tools are installed. */
+function ovsSkipReason(): string | undefined {
+  const path = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
+  const missing = ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl"].filter(
+    (cmd) => !path.some((d) => existsSync(join(d, cmd))),
+  );
+  if (missing.length === 0) return undefined;
+  const why = `Open vSwitch is not installed (no ${missing.join(", ")}; .ci/install-deps installs it)`;
+  console.log(`test/bench/bench.smoke.test.ts: OVS run skipped, ${why}`);
   return why;
 }
 
@@ -70,4 +84,24 @@ describe.skipIf(skipReason() !== undefined)("bench smoke", () => {
     expect(Number(rtt![1])).toBeGreaterThan(0);
     expect(out.stdout).toContain("open vswitch");
   });
+
+  it.skipIf(ovsSkipReason() !== undefined)(
+    "measures Open vSwitch's userspace datapath briefly",
+    { timeout: 40_000 },
+    async () => {
+      const out = await runBench(["--quick", "--only", "ovs", "--tests", "tcp1,ping", "--no-save"], 30_000);
+      expect(out.code, `bench failed:\n${out.stderr}\n${out.stdout}`).toBe(0);
+      expect(out.stdout).toMatch(/^\| test \| ovs \|$/m);
+      expect(out.stdout).toContain("open vswitch userspace datapath: measured");
+
+      const tcp = row(out.stdout, "TCP 1 stream across nodes");
+      expect(tcp, out.stdout).toBeDefined();
+      expect(Number(tcp![1])).toBeGreaterThan(0);
+      const rtt = row(out.stdout, "ping RTT across nodes");
+      expect(Number(rtt![1])).toBeGreaterThan(0);
+      // ovs-vswitchd's own CPU time is found and counted.
+      const dp = row(out.stdout, "data-plane process CPU per Gbit, TCP 1 stream");
+      expect(Number(dp![1])).toBeGreaterThan(0);
+    },
+  );
 });
