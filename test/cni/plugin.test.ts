@@ -232,8 +232,12 @@ describe("CHECK", () => {
   });
 
   describe("compares the attachment with the runtime's prevResult", () => {
-    const prev = () =>
-      JSON.parse(JSON.stringify(sampleResult("eth0", netns))) as ReturnType<typeof sampleResult>;
+    // As a runtime holds it: plain JSON, where other plugins' host-side interfaces have no sandbox.
+    interface Prev {
+      interfaces: { name: string; mac: string; sandbox?: string; mtu?: number }[];
+      ips: { address: string; gateway: string; interface: number }[];
+    }
+    const prev = () => JSON.parse(JSON.stringify(sampleResult("eth0", netns))) as Prev;
 
     it("passes when prevResult is what ADD printed, with other plugins' entries beside it", async () => {
       await runPlugin(env("ADD"), conf());
