@@ -1,6 +1,9 @@
 /**
  * Two nodes joined by a veth underlay, a Switch per node, pods whose eth0 is the switch's TAP:
  * real ping and iperf3 within a node and across nodes, VNI isolation and its changes.
+ * Every case runs twice: with TAP offloads on (TCP super-frames, cut into segments by the switch
+ * and sent with UDP GSO) and off (the pods' kernels hand over wire-sized frames), so a change
+ * to either path cannot break forwarding or isolation unnoticed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -22,7 +25,19 @@ const RED = 100;
 const BLUE = 200;
 const SHARED = 300;
 
-describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
+/** The Switch option `offloads`, as named in the test titles. */
+const MODES = [
+  ["on", true],
+  ["off", false],
+] as const;
+
+// Each mode builds a world of its own, so the two modes run side by side; within a mode the
+// cases run in order (they share pods and change VNIs).
+describe.skipIf(skip !== undefined).each(MODES)("offloads %s", { concurrent: true }, (_, offloads) => {
+  describe.sequential("switch overlay across two nodes", () => overlaySuite(offloads));
+});
+
+function overlaySuite(offloads: boolean): void {
   let world: World | undefined;
   let ov: SwitchedOverlay | undefined;
 
@@ -31,6 +46,7 @@ describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
     try {
       const cluster = await buildNodes(world, { count: 2 });
       ov = await buildSwitchedOverlay(cluster, {
+        switchOptions: { offloads },
         pods: [
           { node: 0, name: "a1", ip: "172.30.1.2", vni: RED },
           { node: 0, name: "a2", ip: "172.30.1.3", vni: RED },
@@ -61,12 +77,13 @@ describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
   const o = (): SwitchedOverlay => ov!;
   const ip = (name: string): string => o().pod(name).ip;
 
-  it("gives pods eth0 with the pod MAC and MTU underlay - 50", async () => {
+  it("gives pods eth0 with the pod MAC and MTU underlay - 50, and TSO as the mode says", async () => {
     const eth0 = await linkStats(w(), "a1", "eth0");
     expect(eth0.mac).toBe("0a:58:ac:1e:01:02");
     expect(eth0.mtu).toBe(1450);
     const feats = o().switchOf("a1").features();
     expect(feats.workers).toBeGreaterThanOrEqual(1);
+    expect(feats.tso).toBe(offloads);
   });
 
   it("pings within a node", async () => {
@@ -313,12 +330,20 @@ describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
   });
 
   it("carries an iperf3 TCP transfer across nodes, both directions", async () => {
+    const s1 = o().switchOf("a1");
     const s2 = o().switchOf("c1");
     const c1Before = portCounters(s2, o().pod("c1").portId);
+    const ulBefore = s1.counters().underlay;
     const up = await iperf3(w(), "a1", "c1", ip("c1"), { seconds: 2 });
     expect(up.bytesReceived).toBeGreaterThan(1_000_000);
     const c1 = portCounters(s2, o().pod("c1").portId);
     expect(c1.outBytes - c1Before.outBytes).toBeGreaterThanOrEqual(up.bytesReceived);
+    // Offloads on: super-frames leave as UDP GSO sends of many datagrams; off: one datagram each.
+    const ul = s1.counters().underlay;
+    const datagrams = ul.txDatagrams - ulBefore.txDatagrams;
+    const sends = ul.txSends - ulBefore.txSends;
+    if (offloads) expect(datagrams).toBeGreaterThan(sends);
+    else expect(datagrams).toBe(sends);
     const down = await iperf3(w(), "a1", "c1", ip("c1"), { seconds: 2, reverse: true });
     expect(down.bytesReceived).toBeGreaterThan(1_000_000);
   });
@@ -327,4 +352,4 @@ describe.skipIf(skip !== undefined)("switch overlay across two nodes", () => {
     const r = await iperf3(w(), "a1", "a2", ip("a2"), { seconds: 2 });
     expect(r.bytesReceived).toBeGreaterThan(1_000_000);
   });
-});
+}
