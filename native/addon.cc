@@ -380,6 +380,7 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("vnetHdr", f.vnet_hdr);
     o.Set("tso", f.tso);
+    o.Set("uso", f.uso);
     o.Set("udpGso", f.udp_gso);
     o.Set("udpGro", f.udp_gro);
     o.Set("multiQueue", f.multi_queue);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 
 #include "checksum.h"
 
@@ -97,36 +98,48 @@ Drop Encapsulator::Encap(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t 
   return Drop::kCount;
 }
 
-// Cuts a TCP/IPv4 super-frame into segments of gso_size payload bytes, as the kernel's TSO
-// would: every segment gets the headers with its own length, IP ID, sequence number and full
-// checksums; FIN and PSH stay on the last segment only, CWR on the first only.
+// Cuts an IPv4 super-frame into segments of gso_size payload bytes, as the kernel's TSO or USO
+// would: every segment gets the headers with its own length, IP ID and full checksums. TCP
+// segments also get their sequence number, with FIN and PSH on the last segment only and CWR on
+// the first only; UDP segments are datagrams of their own (RFC 768 length and checksum each).
 Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_t vni,
                            uint32_t vtep, uint8_t sock, bool* referenced) {
-  if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4) return Drop::kBadVnetHdr;
-  if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(TcpHdr)) return Drop::kFrameShort;
+  const uint8_t type = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+  const bool udp = type == VIRTIO_NET_HDR_GSO_UDP_L4;
+  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && !udp) return Drop::kBadVnetHdr;
+  if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(UdpHdr)) return Drop::kFrameShort;
   const auto* ip0 = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
   size_t ihl = (ip0->ver_ihl & 0xf) * 4u;
-  if (ip0->protocol != kIpProtoTcp || ihl < 20) return Drop::kBadVnetHdr;
+  const uint8_t proto = udp ? kIpProtoUdp : kIpProtoTcp;
+  if (ip0->protocol != proto || ihl < 20) return Drop::kBadVnetHdr;
   size_t l4 = sizeof(EthHdr) + ihl;
-  if (l4 + sizeof(TcpHdr) > len) return Drop::kFrameShort;
-  const auto* tcp0 = reinterpret_cast<const TcpHdr*>(frame + l4);
-  size_t thl = (tcp0->doff_res >> 4) * 4u;
-  size_t hlen = l4 + thl;
-  if (thl < 20 || hlen > len) return Drop::kFrameShort;
+  size_t l4hl = sizeof(UdpHdr);  // L4 header bytes repeated in every segment
+  if (!udp) {
+    if (l4 + sizeof(TcpHdr) > len) return Drop::kFrameShort;
+    l4hl = (reinterpret_cast<const TcpHdr*>(frame + l4)->doff_res >> 4) * 4u;
+    if (l4hl < sizeof(TcpHdr)) return Drop::kFrameShort;
+  }
+  size_t hlen = l4 + l4hl;
+  if (hlen > len) return Drop::kFrameShort;
   size_t payload = len - hlen;
   size_t mss = h.gso_size;
   if (mss == 0) return Drop::kBadVnetHdr;
+  const uint16_t csum_offset = udp ? offsetof(UdpHdr, check) : offsetof(TcpHdr, check);
   if (payload <= mss) {
     // Nothing to cut: finish the checksum and send it whole (copied, not referenced).
     VnetHdr plain = h;
     plain.gso_type = VIRTIO_NET_HDR_GSO_NONE;
     plain.flags |= VIRTIO_NET_HDR_F_NEEDS_CSUM;
     plain.csum_start = static_cast<uint16_t>(l4);
-    plain.csum_offset = 16;
+    plain.csum_offset = csum_offset;
     // The field may hold a partial (pseudo-header) sum or nothing useful: start from the
     // pseudo-header so the result is right either way.
-    auto* tcp = reinterpret_cast<TcpHdr*>(frame + l4);
-    tcp->check = Fold16(PseudoHeaderSum(ip0->saddr, ip0->daddr, kIpProtoTcp, thl + payload));
+    uint16_t partial = Fold16(PseudoHeaderSum(ip0->saddr, ip0->daddr, proto, l4hl + payload));
+    std::memcpy(frame + l4 + csum_offset, &partial, 2);
+    if (udp) {
+      uint16_t ulen = htons(static_cast<uint16_t>(l4hl + payload));
+      std::memcpy(frame + l4 + offsetof(UdpHdr, len), &ulen, 2);
+    }
     return Encap(plain, frame, len, vni, vtep, referenced);
   }
 
@@ -142,8 +155,9 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
   EnsureRoom(nseg * hdr_wire, 2 * nseg, (nseg + per_send - 1) / per_send);
 
   const uint16_t id0 = ntohs(ip0->id);
-  const uint32_t seq0 = ntohl(tcp0->seq);
-  const uint8_t flags0 = tcp0->flags;
+  const auto* tcp0 = reinterpret_cast<const TcpHdr*>(frame + l4);
+  const uint32_t seq0 = udp ? 0 : ntohl(tcp0->seq);
+  const uint8_t flags0 = udp ? 0 : tcp0->flags;
 
   size_t done = 0;  // payload bytes emitted
   for (size_t first = 0; first < nseg; first += per_send) {
@@ -159,21 +173,29 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
       uint8_t* f = out + sizeof(VxlanHdr);
       std::memcpy(f, frame, hlen);
       auto* ip = reinterpret_cast<Ipv4Hdr*>(f + sizeof(EthHdr));
-      auto* tcp = reinterpret_cast<TcpHdr*>(f + l4);
-      ip->tot_len = htons(static_cast<uint16_t>(ihl + thl + seg));
+      ip->tot_len = htons(static_cast<uint16_t>(ihl + l4hl + seg));
       ip->id = htons(static_cast<uint16_t>(id0 + i));
       ip->check = 0;
       ip->check = Checksum(ip, ihl);
-      tcp->seq = htonl(seq0 + static_cast<uint32_t>(done));
-      uint8_t fl = flags0;
-      if (i + 1 < nseg) fl &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
-      if (i > 0) fl &= static_cast<uint8_t>(~kTcpCwr);
-      tcp->flags = fl;
-      tcp->check = 0;
+      uint8_t* l4h = f + l4;
+      if (udp) {
+        reinterpret_cast<UdpHdr*>(l4h)->len = htons(static_cast<uint16_t>(l4hl + seg));
+      } else {
+        auto* tcp = reinterpret_cast<TcpHdr*>(l4h);
+        tcp->seq = htonl(seq0 + static_cast<uint32_t>(done));
+        uint8_t fl = flags0;
+        if (i + 1 < nseg) fl &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+        if (i > 0) fl &= static_cast<uint8_t>(~kTcpCwr);
+        tcp->flags = fl;
+      }
+      uint16_t zero = 0;
+      std::memcpy(l4h + csum_offset, &zero, 2);
       // The header is an even number of bytes, so its sum and the payload's simply add.
-      uint64_t sum = PseudoHeaderSum(ip->saddr, ip->daddr, kIpProtoTcp, thl + seg);
+      uint64_t sum = PseudoHeaderSum(ip->saddr, ip->daddr, proto, l4hl + seg);
       sum = SumBytes(data, seg, sum);
-      tcp->check = Checksum(tcp, thl, sum);
+      uint16_t check = Checksum(l4h, l4hl, sum);
+      if (udp && check == 0) check = 0xffff;  // zero means "no checksum" (RFC 768)
+      std::memcpy(l4h + csum_offset, &check, 2);
       AddIov(out, hdr_wire);
       AddIov(data, seg);
       msg_len += hdr_wire + seg;

@@ -154,6 +154,7 @@ constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_UDP = 3;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_UDP_L4 = 5;  // USO: UDP super-frames (Linux 4.18+ / 6.2+ TAP)
 constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 
 // The largest frame a TAP hands over with TSO: 64 KB of IP packet plus its Ethernet header.

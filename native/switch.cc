@@ -26,8 +26,9 @@ std::unique_ptr<Switch> Switch::Create(const SwitchConfig& config, std::string* 
   UnderlaySpec spec{config.underlay_ip, config.port, config.netns, config.workers};
   *err = OpenUnderlay(spec, &sw->sockets_);
   if (!err->empty()) return nullptr;
-  sw->features_ =
-      Features{true, config.offloads, sw->sockets_.gso, sw->sockets_.gro, true, config.workers};
+  bool uso = config.offloads && TapSupportsUso();
+  sw->features_ = Features{true, config.offloads, uso, sw->sockets_.gso, sw->sockets_.gro,
+                           true, config.workers};
   Tables initial;
   initial.ports = BuildPortTable(*sw->ports_);
   initial.remotes = BuildRemoteTable({});
@@ -110,8 +111,8 @@ std::string Switch::AddPort(const PortConfig& cfg, uint32_t* id) {
     }
   }
   if (slot == kMaxPorts) return "too many ports (" + std::to_string(kMaxPorts) + ")";
-  TapSpec spec{cfg.name,       cfg.netns,       cfg.mac,         cfg.mtu,
-               cfg.persistent, config_.workers, config_.offloads};
+  TapSpec spec{cfg.name,       cfg.netns,       cfg.mac,          cfg.mtu,
+               cfg.persistent, config_.workers, config_.offloads, features_.uso};
   TapDevice dev;
   std::string err = OpenTap(spec, &dev);
   if (!err.empty()) return err;

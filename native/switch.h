@@ -52,7 +52,7 @@ struct CounterSnapshot {
 };
 
 struct Features {
-  bool vnet_hdr, tso, udp_gso, udp_gro, multi_queue;
+  bool vnet_hdr, tso, uso, udp_gso, udp_gro, multi_queue;
   int workers;
 };
 

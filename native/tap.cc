@@ -15,6 +15,11 @@
 namespace overlay {
 namespace {
 
+// TUN_F_USO4/6 (Linux 6.2): missing from older <linux/if_tun.h>; the kernel takes them only
+// together.
+constexpr unsigned kTunUso4 = 0x20;
+constexpr unsigned kTunUso6 = 0x40;
+
 std::string Errno(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
@@ -73,6 +78,7 @@ std::string OpenHere(const TapSpec& spec, TapDevice* out) {
     return err;
   }
   unsigned offloads = spec.offloads ? (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN) : 0;
+  if (spec.offloads && spec.uso) offloads |= kTunUso4 | kTunUso6;
   if (ioctl(first, TUNSETOFFLOAD, offloads) == 0) {
     out->tso = spec.offloads;
   } else if (ioctl(first, TUNSETOFFLOAD, 0) != 0) {
@@ -95,6 +101,18 @@ std::string OpenHere(const TapSpec& spec, TapDevice* out) {
 }
 
 }  // namespace
+
+bool TapSupportsUso() {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct ifreq ifr;
+  std::memset(&ifr, 0, sizeof(ifr));
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;  // no name: the kernel picks tapN
+  bool ok = ioctl(fd, TUNSETIFF, &ifr) == 0 &&
+            ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | kTunUso4 | kTunUso6) == 0;
+  close(fd);  // not persistent: the device goes with its only fd
+  return ok;
+}
 
 bool SetTapPersistent(int fd, bool persistent) {
   return ioctl(fd, TUNSETPERSIST, persistent ? 1 : 0) == 0;

@@ -17,6 +17,7 @@ struct TapSpec {
   bool persistent = false;
   int queues = 1;
   bool offloads = true;  // TUNSETOFFLOAD CSUM|TSO4|TSO_ECN: super-frames from the pod
+  bool uso = false;      // and USO4|USO6: UDP super-frames too (see TapSupportsUso)
 };
 
 struct TapDevice {
@@ -28,6 +29,10 @@ struct TapDevice {
 // Creates the device (or attaches to an existing persistent one of that name), sets its MAC and
 // MTU and brings it up. Returns "" or an error message; on error no fd is left open.
 std::string OpenTap(const TapSpec& spec, TapDevice* out);
+
+// Whether this kernel's TAP takes UDP segmentation offload (Linux 6.2+), found by setting it on
+// a throwaway device in the caller's namespace.
+bool TapSupportsUso();
 
 // Marks a device persistent or not through one of its fds; a non-persistent device is deleted
 // when its last fd closes.

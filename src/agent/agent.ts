@@ -219,6 +219,7 @@ export class Agent {
     if (!f) return [];
     const all: [boolean, Offload][] = [
       [f.tso, "tso"],
+      [f.uso, "uso"],
       [f.udpGso, "udp-gso"],
       [f.udpGro, "udp-gro"],
       [f.multiQueue, "multi-queue"],

@@ -86,6 +86,8 @@ export interface NativeCounters {
 export interface NativeFeatures {
   vnetHdr: boolean;
   tso: boolean;
+  /** TAP UDP segmentation offload (Linux 6.2+): pods' UDP GSO sends arrive as super-frames. */
+  uso: boolean;
   udpGso: boolean;
   udpGro: boolean;
   multiQueue: boolean;

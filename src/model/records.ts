@@ -95,7 +95,7 @@ export interface NodeRecord {
   registeredAt: string;
 }
 
-export const OFFLOADS = ["tso", "udp-gso", "udp-gro", "multi-queue"] as const;
+export const OFFLOADS = ["tso", "uso", "udp-gso", "udp-gro", "multi-queue"] as const;
 export type Offload = (typeof OFFLOADS)[number];
 
 export interface DataNetworkRecord {
