@@ -493,7 +493,12 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     expect(calls.length, "replacements done").toBeGreaterThan(10);
     expect(lost).toEqual({ missing: 0, duplicated: 0 });
     expect(dropDelta(S(), before)).toEqual({});
-    expect(portCounters(S(), podId).inPackets - inBefore).toBe(sent - sentBefore);
+    // The two baselines are read while frames flow: one frame may sit between them.
+    const counted = portCounters(S(), podId).inPackets - inBefore;
+    expect(
+      Math.abs(counted - (sent - sentBefore)),
+      `${counted} counted, ${sent - sentBefore} sent`,
+    ).toBeLessThanOrEqual(1);
     expect(onCore.median).toBeLessThan(REPLACE_MS);
     expect(inCall.length, "frames sent during the calls").toBeGreaterThan(100);
     expect(
