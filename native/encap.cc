@@ -26,6 +26,14 @@ bool FinishChecksum(const VnetHdr& h, uint8_t* frame, size_t len) {
   return true;
 }
 
+// Copies a frame's headers (54..134 bytes) in 16-byte moves, the last one overlapping: for a
+// variable length this short, memcpy's `rep movs` costs more in start-up than in copying.
+inline void CopyHeaders(uint8_t* dst, const uint8_t* src, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 16);
+  if (i < n) std::memcpy(dst + n - 16, src + n - 16, 16);
+}
+
 }  // namespace
 
 uint32_t FlowHash(const uint8_t* frame, size_t len) {
@@ -171,7 +179,7 @@ Drop Encapsulator::Segment(const VnetHdr& h, uint8_t* frame, size_t len, uint32_
       uint8_t* out = Take(hdr_wire);
       SetVxlan(reinterpret_cast<VxlanHdr*>(out), vni);
       uint8_t* f = out + sizeof(VxlanHdr);
-      std::memcpy(f, frame, hlen);
+      CopyHeaders(f, frame, hlen);  // hlen >= 42 (Ethernet + IPv4 + UDP)
       auto* ip = reinterpret_cast<Ipv4Hdr*>(f + sizeof(EthHdr));
       ip->tot_len = htons(static_cast<uint16_t>(ihl + l4hl + seg));
       ip->id = htons(static_cast<uint16_t>(id0 + i));
