@@ -55,6 +55,16 @@ export interface AgentOptions {
 /** ADD and CHECK requests: the ones that name the pod and its namespace. */
 type AttachRequest = Extract<AgentRequest, { podName: string; netns: string }>;
 
+export interface AgentStatus {
+  /** Serving CNI ADD: the switch is programmed and the socket is listening. */
+  ready: boolean;
+  remoteEndpoints: number;
+  peers: number;
+  /** Switch ports: pods ("namespace/pod") and the node's gateway ports (by device name). */
+  ports: { id: number; kind: "pod" | "gateway"; name: string; network: string }[];
+  offloads: Offload[];
+}
+
 interface LocalPort {
   id: number;
   vni: number;
@@ -93,6 +103,8 @@ export class Agent {
   private readonly adding = new Set<string>();
   private programmedPeers = "";
   private programmedRemotes = "";
+  private programmedPeerCount = 0;
+  private programmedRemoteCount = 0;
   /** Subnet masqueraded by this node's nftables table; "" none; undefined unknown (a table may be left from an earlier run). */
   private masqueraded: string | undefined = undefined;
   private readonly claimed = new Set<string>();
@@ -114,6 +126,28 @@ export class Agent {
 
   get isReady(): boolean {
     return this.ready;
+  }
+
+  /** What the agent has programmed, for metrics; read on demand, never on the packet path. */
+  state(): AgentStatus {
+    const ports: AgentStatus["ports"] = [];
+    for (const p of this.ports.values()) {
+      ports.push({
+        id: p.id,
+        kind: "pod",
+        name: `${p.endpoint.namespace}/${p.endpoint.pod}`,
+        network: p.endpoint.network,
+      });
+    }
+    for (const g of this.gateways.values())
+      ports.push({ id: g.id, kind: "gateway", name: g.name, network: "" });
+    return {
+      ready: this.ready,
+      remoteEndpoints: this.programmedRemoteCount,
+      peers: this.programmedPeerCount,
+      ports,
+      offloads: this.offloads(),
+    };
   }
 
   get dataplane(): Switch | undefined {
@@ -247,12 +281,14 @@ export class Agent {
       if (peers !== this.programmedPeers) {
         sw.setPeers(d.peers.map((ip) => ({ ip })));
         this.programmedPeers = peers;
+        this.programmedPeerCount = d.peers.length;
         this.log.info({ peers: d.peers }, "peers programmed");
       }
       const remotes = JSON.stringify(d.remotes);
       if (remotes !== this.programmedRemotes) {
         sw.replaceRemotes(d.remotes as RemoteEndpoint[]);
         this.programmedRemotes = remotes;
+        this.programmedRemoteCount = d.remotes.length;
         this.log.debug({ count: d.remotes.length }, "remote endpoints programmed");
       }
       await this.reconcileGateways(sw, d.gateways);

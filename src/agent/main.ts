@@ -10,10 +10,21 @@ import { DEFAULT_AGENT_SOCKET } from "../cni/protocol.js";
 import { run } from "../netns/exec.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
 import { Agent, managementCidrOf } from "./agent.js";
+import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
   return value;
+}
+
+/** HOST:PORT for the metrics listener, e.g. 0.0.0.0:9464. */
+function listenAddress(value: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !isIPv4(m[1] as string) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError("expected IPV4:PORT, e.g. 0.0.0.0:9464");
+  }
+  return { host: m[1] as string, port };
 }
 
 function positiveInt(value: string): number {
@@ -46,6 +57,11 @@ async function main(): Promise<void> {
       30,
     )
     .option("--no-offloads", "do not ask TAP devices for TCP super-frames")
+    .option(
+      "--metrics-listen <ip:port>",
+      "serve Prometheus metrics at http://IP:PORT/metrics (default: off)",
+      listenAddress,
+    )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .parse();
   const o = program.opts<{
@@ -58,6 +74,7 @@ async function main(): Promise<void> {
     leaseTtl: number;
     gcGrace: number;
     offloads: boolean;
+    metricsListen?: { host: string; port: number };
     logLevel: string;
   }>();
   const logger = pino({ level: o.logLevel, base: { node: o.node } });
@@ -109,6 +126,20 @@ async function main(): Promise<void> {
     await agent.stop().catch(() => undefined);
     await store.close().catch(() => undefined);
     process.exit(1);
+  }
+  if (o.metricsListen) {
+    const registry = createMetrics({
+      state: () => agent.state(),
+      counters: () => agent.dataplane?.counters(),
+    });
+    try {
+      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port);
+      server.unref();
+      logger.info({ address: metricsAddress(server) }, "metrics served at /metrics");
+    } catch (err) {
+      // The network works without metrics: say so, and go on.
+      logger.error({ err: String(err) }, "cannot serve metrics");
+    }
   }
 }
 

@@ -1,0 +1,226 @@
+/**
+ * Prometheus metrics of a node: the switch's counters (per port, per drop reason, underlay), what
+ * the agent has programmed, and the process's own (RSS, CPU, event loop). Every value is read
+ * when scraped, from the switch's counters and the agent's status: nothing is counted twice and
+ * nothing runs on the packet path.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import type { SwitchCounters } from "../dataplane/switch.js";
+import { OFFLOADS } from "../model/records.js";
+import type { AgentStatus } from "./agent.js";
+
+export interface MetricsSource {
+  state(): AgentStatus;
+  /** The switch's counters, or undefined while it is not running. */
+  counters(): SwitchCounters | undefined;
+}
+
+/** A counter whose value is a total kept elsewhere, set at every scrape. */
+function mirror<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: (set: (labels: Record<L, string>, value: number) => void) => void,
+): Counter<L> {
+  return new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      read((labels, value) => this.inc(labels, value));
+    },
+  });
+}
+
+export function createMetrics(source: MetricsSource): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // One switch snapshot per scrape, shared by every metric read in it.
+  let snapshot: { at: number; counters: SwitchCounters | undefined } | undefined;
+  const counters = (): SwitchCounters | undefined => {
+    const now = Date.now();
+    if (snapshot === undefined || now - snapshot.at > 100)
+      snapshot = { at: now, counters: source.counters() };
+    return snapshot.counters;
+  };
+  const portLabels = (): Map<number, { port: string; kind: string; network: string }> =>
+    new Map(source.state().ports.map((p) => [p.id, { port: p.name, kind: p.kind, network: p.network }]));
+
+  const perPort =
+    (field: "inPackets" | "inBytes" | "outPackets" | "outBytes") =>
+    (set: (labels: Record<"port" | "kind" | "network", string>, value: number) => void) => {
+      const c = counters();
+      if (c === undefined) return;
+      const names = portLabels();
+      for (const p of c.ports) {
+        const l = names.get(p.id) ?? { port: p.name, kind: "unknown", network: "" };
+        set(l, p[field]);
+      }
+    };
+  const portLabelNames = ["port", "kind", "network"] as const;
+  mirror(
+    registry,
+    "overlay_port_received_packets_total",
+    "Frames the switch took in from a port (what the pod sent), as wire segments",
+    portLabelNames,
+    perPort("inPackets"),
+  );
+  mirror(
+    registry,
+    "overlay_port_received_bytes_total",
+    "Bytes the switch took in from a port, as wire segments",
+    portLabelNames,
+    perPort("inBytes"),
+  );
+  mirror(
+    registry,
+    "overlay_port_sent_packets_total",
+    "Frames the switch delivered to a port",
+    portLabelNames,
+    perPort("outPackets"),
+  );
+  mirror(
+    registry,
+    "overlay_port_sent_bytes_total",
+    "Bytes the switch delivered to a port",
+    portLabelNames,
+    perPort("outBytes"),
+  );
+  mirror(
+    registry,
+    "overlay_drops_total",
+    "Frames and datagrams the switch dropped, by reason",
+    ["reason"] as const,
+    (set) => {
+      const c = counters();
+      if (c === undefined) return;
+      for (const [reason, n] of Object.entries(c.drops)) set({ reason }, n);
+    },
+  );
+  const underlay =
+    (pick: (u: SwitchCounters["underlay"]) => [string, number][]) =>
+    (set: (labels: Record<"direction", string>, value: number) => void) => {
+      const c = counters();
+      if (c === undefined) return;
+      for (const [direction, n] of pick(c.underlay)) set({ direction }, n);
+    };
+  mirror(
+    registry,
+    "overlay_underlay_datagrams_total",
+    "VXLAN datagrams on the underlay",
+    ["direction"] as const,
+    underlay((u) => [
+      ["rx", u.rxDatagrams],
+      ["tx", u.txDatagrams],
+    ]),
+  );
+  mirror(
+    registry,
+    "overlay_underlay_bytes_total",
+    "VXLAN payload bytes on the underlay",
+    ["direction"] as const,
+    underlay((u) => [
+      ["rx", u.rxBytes],
+      ["tx", u.txBytes],
+    ]),
+  );
+  mirror(
+    registry,
+    "overlay_underlay_sends_total",
+    "Send calls' messages on the underlay (one UDP GSO message carries many datagrams)",
+    [] as const,
+    (set) => {
+      const c = counters();
+      if (c !== undefined) set({}, c.underlay.txSends);
+    },
+  );
+  mirror(
+    registry,
+    "overlay_coalesced_writes_total",
+    "TAP writes that carried more than one coalesced TCP segment",
+    [] as const,
+    (set) => {
+      const c = counters();
+      if (c !== undefined) set({}, c.underlay.coalescedWrites);
+    },
+  );
+
+  new Gauge({
+    name: "overlay_agent_ready",
+    help: "1 when the agent serves CNI ADD (switch programmed, socket listening)",
+    registers: [registry],
+    collect() {
+      this.set(source.state().ready ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "overlay_remote_endpoints",
+    help: "Endpoints on other nodes programmed into the switch (pods and gateways)",
+    registers: [registry],
+    collect() {
+      this.set(source.state().remoteEndpoints);
+    },
+  });
+  new Gauge({
+    name: "overlay_peers",
+    help: "Peer VTEPs (other nodes) programmed into the switch",
+    registers: [registry],
+    collect() {
+      this.set(source.state().peers);
+    },
+  });
+  new Gauge({
+    name: "overlay_local_ports",
+    help: "Switch ports on this node, by kind",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+    collect() {
+      const ports = source.state().ports;
+      for (const kind of ["pod", "gateway"] as const)
+        this.set({ kind }, ports.filter((p) => p.kind === kind).length);
+    },
+  });
+  new Gauge({
+    name: "overlay_offload_active",
+    help: "1 for each data-plane offload the switch found and uses, 0 for the others",
+    labelNames: ["offload"] as const,
+    registers: [registry],
+    collect() {
+      const on = new Set(source.state().offloads);
+      for (const offload of OFFLOADS) this.set({ offload }, on.has(offload) ? 1 : 0);
+    },
+  });
+  return registry;
+}
+
+/** Serves `registry` at GET /metrics on host:port; resolves once listening. */
+export async function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try GET /metrics\n");
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${String(err)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export function metricsAddress(server: Server): string {
+  const a = server.address() as AddressInfo;
+  return `${a.address}:${a.port}`;
+}
