@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "checksum.h"
@@ -10,16 +11,25 @@
 namespace overlay {
 namespace {
 
-// A TCP/IPv4 data segment that may join a merged frame: no IP options or fragmentation, no
-// TCP flags beyond ACK and PSH, and a payload. Returns the header length, or 0.
+// A TCP/IPv4 data segment or UDP/IPv4 datagram that may join a merged frame: no IP options or
+// fragmentation, a payload, and for TCP no flags beyond ACK and PSH. Returns the header length
+// (Ethernet to L4), or 0.
 size_t MergeableHeaderLen(const uint8_t* frame, size_t len) {
-  if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(TcpHdr)) return 0;
+  if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(UdpHdr)) return 0;
   const auto* eth = reinterpret_cast<const EthHdr*>(frame);
   if (eth->type != htons(kEtherTypeIpv4)) return 0;
   const auto* ip = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
-  if (ip->ver_ihl != 0x45 || ip->protocol != kIpProtoTcp) return 0;
+  if (ip->ver_ihl != 0x45) return 0;
   if (ntohs(ip->frag_off) & (kIpMoreFragments | kIpOffsetMask)) return 0;
   if (ntohs(ip->tot_len) != len - sizeof(EthHdr)) return 0;  // padded or truncated
+  if (ip->protocol == kIpProtoUdp) {
+    const auto* udp = reinterpret_cast<const UdpHdr*>(frame + sizeof(EthHdr) + sizeof(Ipv4Hdr));
+    size_t hlen = sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(UdpHdr);
+    if (ntohs(udp->len) != len - sizeof(EthHdr) - sizeof(Ipv4Hdr) || hlen >= len) return 0;
+    return hlen;
+  }
+  if (ip->protocol != kIpProtoTcp || len < sizeof(EthHdr) + sizeof(Ipv4Hdr) + sizeof(TcpHdr))
+    return 0;
   const auto* tcp = reinterpret_cast<const TcpHdr*>(frame + sizeof(EthHdr) + sizeof(Ipv4Hdr));
   size_t thl = (tcp->doff_res >> 4) * 4u;
   size_t hlen = sizeof(EthHdr) + sizeof(Ipv4Hdr) + thl;
@@ -28,6 +38,9 @@ size_t MergeableHeaderLen(const uint8_t* frame, size_t len) {
   return hlen;
 }
 
+const UdpHdr* UdpOf(const uint8_t* frame) {
+  return reinterpret_cast<const UdpHdr*>(frame + sizeof(EthHdr) + sizeof(Ipv4Hdr));
+}
 const TcpHdr* TcpOf(const uint8_t* frame) {
   return reinterpret_cast<const TcpHdr*>(frame + sizeof(EthHdr) + sizeof(Ipv4Hdr));
 }
@@ -56,17 +69,19 @@ void Coalescer::Start(int fd, uint16_t slot, const uint8_t* frame, size_t len) {
   run_.slot = slot;
   run_.first = frame;
   run_.hlen = hlen;
+  run_.udp = IpOf(frame)->protocol == kIpProtoUdp;
   run_.mss = len - hlen;
   run_.payload = len - hlen;
-  run_.next_seq = ntohl(TcpOf(frame)->seq) + static_cast<uint32_t>(len - hlen);
-  run_.last_flags = TcpOf(frame)->flags;
+  run_.next_seq = run_.udp ? 0 : ntohl(TcpOf(frame)->seq) + static_cast<uint32_t>(len - hlen);
+  run_.last_flags = run_.udp ? 0 : TcpOf(frame)->flags;
   run_.segs = 1;
   run_.iov[2] = {const_cast<uint8_t*>(frame + hlen), len - hlen};
 }
 
 // Joins the open run when the segment continues it exactly: same flow, the next sequence
 // number, identical headers otherwise (ACK, window, options, TOS, TTL), and the run's segments
-// so far all full-sized.
+// so far all full-sized. UDP datagrams join the same way, minus sequence and TCP fields: what
+// the pod's kernel then gets is what a UDP GSO send would have made, cut again on delivery.
 bool Coalescer::Append(int fd, const uint8_t* frame, size_t len) {
   Run& r = run_;
   if (r.fd != fd || r.segs >= kMaxSegs || (r.last_flags & kTcpPsh)) return false;
@@ -78,8 +93,17 @@ bool Coalescer::Append(int fd, const uint8_t* frame, size_t len) {
   const Ipv4Hdr* a = IpOf(r.first);
   const Ipv4Hdr* b = IpOf(frame);
   if (a->saddr != b->saddr || a->daddr != b->daddr || a->tos != b->tos || a->ttl != b->ttl ||
-      a->frag_off != b->frag_off)
+      a->frag_off != b->frag_off || a->protocol != b->protocol)
     return false;
+  if (r.udp) {
+    const UdpHdr* ua = UdpOf(r.first);
+    const UdpHdr* ub = UdpOf(frame);
+    if (ua->source != ub->source || ua->dest != ub->dest) return false;
+    r.iov[2 + r.segs] = {const_cast<uint8_t*>(frame + hlen), seg};
+    r.segs++;
+    r.payload += seg;
+    return true;
+  }
   const TcpHdr* ta = TcpOf(r.first);
   const TcpHdr* tb = TcpOf(frame);
   if (ntohl(tb->seq) != r.next_seq) return false;
@@ -97,7 +121,8 @@ bool Coalescer::Append(int fd, const uint8_t* frame, size_t len) {
 }
 
 void Coalescer::Deliver(int fd, uint16_t slot, const uint8_t* frame, size_t len, bool verified) {
-  if (verified && MergeableHeaderLen(frame, len)) {
+  if (verified && MergeableHeaderLen(frame, len) &&
+      (merge_udp_ || IpOf(frame)->protocol == kIpProtoTcp)) {
     if (run_.fd >= 0 && Append(fd, frame, len)) return;
     Flush();
     Start(fd, slot, frame, len);
@@ -117,25 +142,34 @@ void Coalescer::Flush() {
     return;
   }
   // One super-frame: the first segment's headers with the merged length, a partial checksum
-  // (pseudo-header only) and a GSO header asking the pod's kernel to treat it as TSO output.
+  // (pseudo-header only) and a GSO header asking the pod's kernel to treat it as TSO (or USO)
+  // output.
   auto* vh = reinterpret_cast<VnetHdr*>(hdr_);
   std::memset(vh, 0, sizeof(*vh));
   vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  vh->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  vh->gso_type = r.udp ? VIRTIO_NET_HDR_GSO_UDP_L4 : VIRTIO_NET_HDR_GSO_TCPV4;
   vh->hdr_len = static_cast<uint16_t>(r.hlen);
   vh->gso_size = static_cast<uint16_t>(r.mss);
   vh->csum_start = sizeof(EthHdr) + sizeof(Ipv4Hdr);
-  vh->csum_offset = 16;
+  vh->csum_offset = r.udp ? offsetof(UdpHdr, check) : offsetof(TcpHdr, check);
   uint8_t* f = hdr_ + sizeof(VnetHdr);
   std::memcpy(f, r.first, r.hlen);
   auto* ip = reinterpret_cast<Ipv4Hdr*>(f + sizeof(EthHdr));
-  auto* tcp = reinterpret_cast<TcpHdr*>(f + sizeof(EthHdr) + sizeof(Ipv4Hdr));
+  uint8_t* l4 = f + sizeof(EthHdr) + sizeof(Ipv4Hdr);
   size_t l4len = r.hlen - sizeof(EthHdr) - sizeof(Ipv4Hdr) + r.payload;
   ip->tot_len = htons(static_cast<uint16_t>(sizeof(Ipv4Hdr) + l4len));
   ip->check = 0;
   ip->check = Checksum(ip, sizeof(Ipv4Hdr));
-  tcp->flags = static_cast<uint8_t>(tcp->flags | (r.last_flags & kTcpPsh));
-  tcp->check = Fold16(PseudoHeaderSum(ip->saddr, ip->daddr, kIpProtoTcp, l4len));
+  uint16_t partial = Fold16(PseudoHeaderSum(ip->saddr, ip->daddr, ip->protocol, l4len));
+  if (r.udp) {
+    auto* udp = reinterpret_cast<UdpHdr*>(l4);
+    udp->len = htons(static_cast<uint16_t>(l4len));  // the whole; the pod's kernel cuts it
+    udp->check = partial;
+  } else {
+    auto* tcp = reinterpret_cast<TcpHdr*>(l4);
+    tcp->flags = static_cast<uint8_t>(tcp->flags | (r.last_flags & kTcpPsh));
+    tcp->check = partial;
+  }
   r.iov[0] = {hdr_, sizeof(VnetHdr)};
   r.iov[1] = {f, r.hlen};
   if (writev(fd, r.iov, static_cast<int>(2 + r.segs)) < 0) {

@@ -35,7 +35,7 @@ Worker::Worker(Switch& sw, int index, int rx_socket, const std::vector<int>& tx_
       rx_(rx_socket),
       c_(sw.counters(index)),
       encap_(tx_sockets, gso, sw.vxlan_port(), sw.counters(index)),
-      coalesce_(sw.counters(index)),
+      coalesce_(sw.counters(index), sw.GetFeatures().uso),
       tap_mem_(new uint8_t[kTapBuffers * kTapBufSize]),
       rx_buf_(new uint8_t[kRxBatch * kRxBufSize]) {
   for (int i = 0; i < kTapBuffers; ++i) tap_bufs_[i] = tap_mem_.get() + size_t(i) * kTapBufSize;
