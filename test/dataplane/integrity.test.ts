@@ -15,15 +15,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Switch, SwitchCounters } from "../../src/dataplane/switch.js";
-import {
-  buildNodes,
-  buildSwitchedOverlay,
-  pingUntil,
-  sleep,
-  type SwitchedOverlay,
-  World,
-} from "../../src/netns/index.js";
-import { dropDelta, drops, type DropCounts, portCounters, skipReason } from "./env.js";
+import { pingUntil, sleep } from "../../src/netns/index.js";
+import { dropDelta, drops, type DropCounts, portCounters, skipReason, useSwitchedOverlay } from "./env.js";
 
 const skip = skipReason("test/dataplane/integrity.test.ts");
 
@@ -112,43 +105,22 @@ describe.skipIf(skip !== undefined)("TCP transfer integrity across two nodes", (
   for (const mode of MODES) describe(mode.title, () => modeSuite(mode));
 
   function modeSuite({ offloads, checksummed }: Mode): void {
-    let world: World | undefined;
-    let ov: SwitchedOverlay | undefined;
-
-    beforeAll(async () => {
-      world = await World.create();
-      try {
-        const cluster = await buildNodes(world, { count: 2 });
-        ov = await buildSwitchedOverlay(cluster, {
-          switchOptions: { offloads },
-          pods: [
-            { node: 0, name: "p1", ip: "172.30.1.2", vni: VNI },
-            { node: 1, name: "p2", ip: "172.30.2.2", vni: VNI },
-          ],
-        });
+    const { world: w, ov: o } = useSwitchedOverlay(
+      {
+        switchOptions: { offloads },
+        pods: [
+          { node: 0, name: "p1", ip: "172.30.1.2", vni: VNI },
+          { node: 1, name: "p2", ip: "172.30.2.2", vni: VNI },
+        ],
+      },
+      async (ov, world) => {
         for (const n of ov.nodes) {
-          const others = cluster.nodes.filter((o) => o !== n.info);
-          n.sw.setPeers(others.map((o) => ({ ip: o.underlayIp, checksummed })));
+          const others = ov.cluster.nodes.filter((x) => x !== n.info);
+          n.sw.setPeers(others.map((x) => ({ ip: x.underlayIp, checksummed })));
         }
         expect((await pingUntil(world, "p1", ov.pod("p2").ip, 10)).received).toBe(1);
-      } catch (e) {
-        ov?.close();
-        await world.destroy();
-        throw e;
-      }
-    });
-
-    afterAll(async () => {
-      // Switches first, so their TAP fds are closed before the namespaces go.
-      try {
-        ov?.close();
-      } finally {
-        await world?.destroy();
-      }
-    });
-
-    const w = (): World => world!;
-    const o = (): SwitchedOverlay => ov!;
+      },
+    );
 
     /** Receiver started in `to`, sender run in `from`; both digests. The receiver is always stopped. */
     async function transfer(from: string, to: string): Promise<{ sent: Digest; received: Digest }> {

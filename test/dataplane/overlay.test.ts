@@ -5,19 +5,9 @@
  * and sent with UDP GSO) and off (the pods' kernels hand over wire-sized frames), so a change
  * to either path cannot break forwarding or isolation unnoticed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  buildNodes,
-  buildSwitchedOverlay,
-  iperf3,
-  linkStats,
-  ping,
-  pingUntil,
-  startCapture,
-  type SwitchedOverlay,
-  World,
-} from "../../src/netns/index.js";
-import { dropDelta, drops, portCounters, skipReason } from "./env.js";
+import { describe, expect, it } from "vitest";
+import { iperf3, linkStats, ping, pingUntil, startCapture } from "../../src/netns/index.js";
+import { dropDelta, drops, portCounters, skipReason, useSwitchedOverlay } from "./env.js";
 
 const skip = skipReason("test/dataplane/overlay.test.ts");
 
@@ -38,43 +28,18 @@ describe.skipIf(skip !== undefined).each(MODES)("offloads %s", { concurrent: tru
 });
 
 function overlaySuite(offloads: boolean): void {
-  let world: World | undefined;
-  let ov: SwitchedOverlay | undefined;
-
-  beforeAll(async () => {
-    world = await World.create();
-    try {
-      const cluster = await buildNodes(world, { count: 2 });
-      ov = await buildSwitchedOverlay(cluster, {
-        switchOptions: { offloads },
-        pods: [
-          { node: 0, name: "a1", ip: "172.30.1.2", vni: RED },
-          { node: 0, name: "a2", ip: "172.30.1.3", vni: RED },
-          { node: 0, name: "b1", ip: "172.30.1.4", vni: BLUE },
-          { node: 0, name: "g1", ip: "172.30.1.5", vni: SHARED },
-          { node: 1, name: "c1", ip: "172.30.2.2", vni: RED },
-          { node: 1, name: "d1", ip: "172.30.2.3", vni: BLUE },
-          { node: 1, name: "g2", ip: "172.30.2.4", vni: SHARED },
-        ],
-      });
-    } catch (e) {
-      ov?.close();
-      await world.destroy();
-      throw e;
-    }
+  const { world: w, ov: o } = useSwitchedOverlay({
+    switchOptions: { offloads },
+    pods: [
+      { node: 0, name: "a1", ip: "172.30.1.2", vni: RED },
+      { node: 0, name: "a2", ip: "172.30.1.3", vni: RED },
+      { node: 0, name: "b1", ip: "172.30.1.4", vni: BLUE },
+      { node: 0, name: "g1", ip: "172.30.1.5", vni: SHARED },
+      { node: 1, name: "c1", ip: "172.30.2.2", vni: RED },
+      { node: 1, name: "d1", ip: "172.30.2.3", vni: BLUE },
+      { node: 1, name: "g2", ip: "172.30.2.4", vni: SHARED },
+    ],
   });
-
-  afterAll(async () => {
-    // Switches first, so their TAP fds are closed before the namespaces go.
-    try {
-      ov?.close();
-    } finally {
-      await world?.destroy();
-    }
-  });
-
-  const w = (): World => world!;
-  const o = (): SwitchedOverlay => ov!;
   const ip = (name: string): string => o().pod(name).ip;
 
   it("gives pods eth0 with the pod MAC and MTU underlay - 50, and TSO as the mode says", async () => {

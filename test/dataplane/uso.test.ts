@@ -7,9 +7,8 @@
  * Sender and receiver are python3 one-liners in the pods (node has no UDP_SEGMENT): every
  * datagram carries its index and a pattern derived from it, and the receiver checks both.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildNodes, buildSwitchedOverlay, type SwitchedOverlay, World } from "../../src/netns/index.js";
-import { dropDelta, drops, skipReason } from "./env.js";
+import { describe, expect, it } from "vitest";
+import { dropDelta, drops, skipReason, useSwitchedOverlay } from "./env.js";
 
 const skip = skipReason("test/dataplane/uso.test.ts");
 
@@ -57,39 +56,18 @@ for n in range(${SENDS}):
 `;
 
 describe.skipIf(skip !== undefined)("UDP GSO from pods (USO)", () => {
-  let world: World | undefined;
-  let ov: SwitchedOverlay | undefined;
-
-  beforeAll(async () => {
-    world = await World.create();
-    try {
-      const cluster = await buildNodes(world, { count: 2 });
-      ov = await buildSwitchedOverlay(cluster, {
-        pods: [
-          { node: 0, name: "u1", ip: "172.30.1.2", vni: VNI },
-          { node: 0, name: "u2", ip: "172.30.1.3", vni: VNI },
-          { node: 1, name: "u3", ip: "172.30.2.2", vni: VNI },
-        ],
-      });
-    } catch (e) {
-      ov?.close();
-      await world.destroy();
-      throw e;
-    }
-  });
-
-  afterAll(async () => {
-    try {
-      ov?.close();
-    } finally {
-      await world?.destroy();
-    }
+  const built = useSwitchedOverlay({
+    pods: [
+      { node: 0, name: "u1", ip: "172.30.1.2", vni: VNI },
+      { node: 0, name: "u2", ip: "172.30.1.3", vni: VNI },
+      { node: 1, name: "u3", ip: "172.30.2.2", vni: VNI },
+    ],
   });
 
   /** Runs the receiver in `to`, the sender in `from`; returns [distinct datagrams, bad ones]. */
   async function transfer(from: string, to: string): Promise<[number, number]> {
-    const w = world!;
-    const o = ov!;
+    const w = built.world();
+    const o = built.ov();
     const rx = w.start(o.pod(to).ns, "python3", ["-c", RECEIVER]);
     try {
       const deadline = Date.now() + 5000;
@@ -107,14 +85,17 @@ describe.skipIf(skip !== undefined)("UDP GSO from pods (USO)", () => {
   }
 
   it("is offered on this kernel (reported in features)", () => {
-    expect(ov!.switchOf("u1").features().uso).toBe(true);
+    expect(built.ov().switchOf("u1").features().uso).toBe(true);
   });
 
   it("cuts a pod's UDP GSO sends into checksummed datagrams for another node, sent as GSO", async () => {
-    const sw = ov!.switchOf("u1");
+    const sw = built.ov().switchOf("u1");
     // The receiving switch treats this peer as unchecksummed, so it claims nothing about the
     // inner checksums and u3's kernel verifies every UDP checksum the sending switch wrote.
-    ov!.switchOf("u3").setPeers([{ ip: ov!.cluster.nodes[0]!.underlayIp, checksummed: false }]);
+    built
+      .ov()
+      .switchOf("u3")
+      .setPeers([{ ip: built.ov().cluster.nodes[0]!.underlayIp, checksummed: false }]);
     const before = sw.counters().underlay;
     const dropsBefore = drops(sw);
     const [seen, bad] = await transfer("u1", "u3");
@@ -129,7 +110,7 @@ describe.skipIf(skip !== undefined)("UDP GSO from pods (USO)", () => {
   }, 40_000);
 
   it("merges a flow's consecutive datagrams from a checksummed peer into one TAP write", async () => {
-    const sw = ov!.switchOf("u1");
+    const sw = built.ov().switchOf("u1");
     const before = sw.counters().underlay.coalescedWrites;
     const dropsBefore = drops(sw);
     const [seen, bad] = await transfer("u3", "u1");
@@ -140,7 +121,7 @@ describe.skipIf(skip !== undefined)("UDP GSO from pods (USO)", () => {
   }, 40_000);
 
   it("hands a pod's UDP super-frame whole to a pod on the same node", async () => {
-    const sw = ov!.switchOf("u1");
+    const sw = built.ov().switchOf("u1");
     const dropsBefore = drops(sw);
     const [seen, bad] = await transfer("u1", "u2");
     expect({ seen, bad }).toEqual({ seen: PER_SEND * SENDS, bad: 0 });
