@@ -13,7 +13,11 @@ export interface NativeSwitchOptions {
   netns: string;
   /** Packet threads; each owns one queue of every multi-queue TAP and one receive socket. */
   workers: number;
-  /** Ask the kernel for TAP super-frames (IFF_VNET_HDR + TUNSETOFFLOAD TSO4). */
+  /**
+   * Ask the kernel for TAP super-frames (TUNSETOFFLOAD CSUM + TSO4, and USO where it has it).
+   * The virtio-net header is always on; coalescing on receive follows each peer's
+   * `checksummed`, not this.
+   */
   offloads: boolean;
   /** Underlay MTU; non-GSO inner frames above it minus 50 are dropped as oversize. */
   underlayMtu: number;
