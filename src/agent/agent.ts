@@ -31,6 +31,8 @@ import {
   inspectPod,
   netnsExists,
   removeMasquerade,
+  removePodIngress,
+  shapePodIngress,
 } from "./plumbing.js";
 import { AgentServer } from "./server.js";
 import { ClusterView } from "./view.js";
@@ -78,6 +80,15 @@ class Mutex {
     const next = this.tail.then(fn, fn);
     this.tail = next.catch(() => undefined);
     return next;
+  }
+}
+
+/** A tier's cap in bit/s, 0 for none or for a tier this agent does not know. */
+function tierRate(name: string): number {
+  try {
+    return getPerfTier(name).maxBitsPerSecond ?? 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -554,6 +565,7 @@ export class Agent {
         prefixLength: e.prefixLength,
         gateway: e.gateway,
       });
+      await this.capIngress(e);
     } catch (err) {
       this.log.error({ endpoint: id, err: String(err) }, "plumbing failed; releasing the address");
       await this.lock.run(async () => {
@@ -590,6 +602,23 @@ export class Agent {
     return undefined;
   }
 
+  /**
+   * The tier's cap on what the pod receives. Without it (no IFB support in the kernel, say) the
+   * pod still works and its sending stays capped by the switch: say so, and go on.
+   */
+  private async capIngress(e: EndpointRecord): Promise<void> {
+    const rate = tierRate(e.tier);
+    if (rate === 0) return;
+    try {
+      await shapePodIngress(e.netns, e.ifname, rate);
+    } catch (err) {
+      this.log.error(
+        { endpoint: endpointId(e), tier: e.tier, err: String(err) },
+        "cannot cap what the pod receives (IFB + tbf); only what it sends is capped",
+      );
+    }
+  }
+
   private async del(containerId: string, ifName: string): Promise<AgentResponse> {
     const ifname = ifName || DEFAULT_IFNAME;
     let endpoint = this.findLocal(containerId, ifname)?.endpoint;
@@ -615,6 +644,9 @@ export class Agent {
         this.ports.delete(endpointId(port.endpoint));
       }
     });
+    if (endpoint && tierRate(endpoint.tier) > 0 && netnsExists(endpoint.netns)) {
+      await removePodIngress(endpoint.netns, endpoint.ifname);
+    }
     if (endpoint) this.log.info({ endpoint: endpointId(endpoint), container: containerId }, "pod detached");
     return { ok: true };
   }

@@ -60,6 +60,79 @@ export async function inspectPod(netns: string, ifname: string): Promise<PodInte
   };
 }
 
+/** The IFB device that carries what a pod's interface receives through its tier's shaper. */
+export function ingressDeviceName(ifname: string): string {
+  return `ovin-${ifname}`.slice(0, 15);
+}
+
+function tcInNetns(netns: string, args: string[]): Promise<unknown> {
+  return run("nsenter", [`--net=${netns}`, "tc", ...args], { timeoutMs: TIMEOUT_MS });
+}
+
+/**
+ * Caps what a pod receives (the switch caps what it sends): frames arriving on its interface are
+ * redirected to an IFB device in its namespace and leave that through a token bucket filter,
+ * which queues (up to 20 ms) before it drops, so TCP settles at the rate instead of losing whole
+ * coalesced super-frames to a policer. Rerunning replaces the settings.
+ */
+export async function shapePodIngress(netns: string, ifname: string, bitsPerSec: number): Promise<void> {
+  const ifb = ingressDeviceName(ifname);
+  const exists = await run("nsenter", [`--net=${netns}`, "ip", "link", "show", "dev", ifb], {
+    timeoutMs: TIMEOUT_MS,
+    allowFailure: true,
+  });
+  if (exists.code !== 0) await inNetns(netns, ["link", "add", ifb, "type", "ifb"]);
+  await inNetns(netns, ["link", "set", ifb, "up"]);
+  // Bucket depth: 5 ms at the rate, and never less than one 64 KB super-frame.
+  const burst = Math.max(65536, Math.ceil(bitsPerSec / 8 / 200));
+  await tcInNetns(netns, [
+    "qdisc",
+    "replace",
+    "dev",
+    ifb,
+    "root",
+    "tbf",
+    "rate",
+    `${bitsPerSec}bit`,
+    "burst",
+    String(burst),
+    "latency",
+    "20ms",
+  ]);
+  await tcInNetns(netns, ["qdisc", "replace", "dev", ifname, "handle", "ffff:", "ingress"]);
+  await tcInNetns(netns, [
+    "filter",
+    "replace",
+    "dev",
+    ifname,
+    "parent",
+    "ffff:",
+    "protocol",
+    "all",
+    "prio",
+    "1",
+    "u32",
+    "match",
+    "u32",
+    "0",
+    "0",
+    "action",
+    "mirred",
+    "egress",
+    "redirect",
+    "dev",
+    ifb,
+  ]);
+}
+
+/** Removes a pod interface's IFB device, if any (its ingress qdisc went with the interface). */
+export async function removePodIngress(netns: string, ifname: string): Promise<void> {
+  await run("nsenter", [`--net=${netns}`, "ip", "link", "del", "dev", ingressDeviceName(ifname)], {
+    timeoutMs: TIMEOUT_MS,
+    allowFailure: true,
+  });
+}
+
 export function netnsExists(netns: string): boolean {
   return netns !== "" && existsSync(netns);
 }

@@ -1,13 +1,14 @@
 /**
- * Perf tiers. On the overlay only a tier's upper bandwidth limit is enforced (by the switch's
- * per-port token bucket); there is no guaranteed minimum. best-effort is not capped: it is the
+ * Perf tiers. On the overlay only a tier's upper bandwidth limit is enforced, on what a pod sends
+ * (the switch's per-port token bucket) and on what it receives (a tbf behind an IFB device in the
+ * pod's namespace); there is no guaranteed minimum. best-effort is not capped: it is the
  * tier of pods that asked for nothing, and capping it would slow down every such pod.
  */
 import { invalid } from "./errors.js";
 
 export interface PerfTier {
   name: string;
-  /** Upper bandwidth limit of what a pod sends on the overlay, bit/s; null: none. */
+  /** Upper bandwidth limit of what a pod sends, and of what it receives, on the overlay, bit/s; null: none. */
   maxBitsPerSecond: number | null;
   builtin: boolean;
 }

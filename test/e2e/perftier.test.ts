@@ -2,6 +2,7 @@
  * A perf tier's cap holds end to end: a pod attached through the CNI plugin with a capped tier
  * (`medium`) moves at most the tier's bandwidth (within 5%) to a pod on the other node, and a good
  * part of it (a cap, not a throttle), while a best-effort pod on the same node is not slowed down.
+ * The same holds for what it receives (shaped in its namespace, IFB + tbf).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { iperf3 } from "../../src/netns/index.js";
@@ -44,12 +45,17 @@ describe.skipIf(skip !== undefined)("perf tiers on the overlay", () => {
     await cluster?.close();
   }, 60_000);
 
-  const run = async (client: Pod, options: { udpBitsPerSec?: number } = {}): Promise<number> => {
+  const run = async (
+    client: Pod,
+    options: { udpBitsPerSec?: number; reverse?: boolean } = {},
+  ): Promise<number> => {
     const c = cluster;
     if (c?.world === undefined || server === undefined) throw new Error("cluster did not start");
     const r = await iperf3(c.world, client.short, server.short, server.ip, { seconds: SECONDS, ...options });
     expect(r.bytesReceived).toBeGreaterThan(0);
-    const what = options.udpBitsPerSec === undefined ? "TCP" : `UDP at ${options.udpBitsPerSec / 1e6} Mbit/s`;
+    const what =
+      (options.udpBitsPerSec === undefined ? "TCP" : `UDP at ${options.udpBitsPerSec / 1e6} Mbit/s`) +
+      (options.reverse ? " to it" : " from it");
     console.log(
       `${client.name}: ${what}: ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s received` +
         (r.retransmits === undefined ? "" : `, ${r.retransmits} retransmits`) +
@@ -77,8 +83,26 @@ describe.skipIf(skip !== undefined)("perf tiers on the overlay", () => {
     expect(await run(cappedPod())).toBeGreaterThan(cap * 0.5);
   }, 40_000);
 
+  it(`holds what a ${CAPPED_TIER} pod receives over TCP to the tier's bandwidth, and gives it most of it`, async () => {
+    const bps = await run(cappedPod(), { reverse: true });
+    expect(bps).toBeLessThanOrEqual(cap * 1.05);
+    expect(bps).toBeGreaterThan(cap * 0.5);
+  }, 40_000);
+
   it("does not slow down a best-effort pod on the same node", async () => {
     if (free === undefined) throw new Error("no best-effort pod");
     expect(await run(free)).toBeGreaterThan(cap * 2);
+    expect(await run(free, { reverse: true })).toBeGreaterThan(cap * 2);
+  }, 40_000);
+
+  it(`removes the ${CAPPED_TIER} pod's ingress shaper with the pod (CNI DEL)`, async () => {
+    const c = cluster;
+    const p = cappedPod();
+    if (c?.world === undefined) throw new Error("cluster did not start");
+    const shaper = () => c.world!.ip(p.short, ["link", "show", "dev", "ovin-eth0"], { allowFailure: true });
+    expect((await shaper()).code).toBe(0);
+    const del = await c.delPod(p);
+    expect(del.code, show(del)).toBe(0);
+    expect((await shaper()).code).not.toBe(0);
   }, 40_000);
 });
