@@ -65,8 +65,9 @@ export function ingressDeviceName(ifname: string): string {
   return `ovin-${ifname}`.slice(0, 15);
 }
 
-function tcInNetns(netns: string, args: string[]): Promise<unknown> {
-  return run("nsenter", [`--net=${netns}`, "tc", ...args], { timeoutMs: TIMEOUT_MS });
+/** `tc` in the pod's namespace; `command` is split on spaces (names here never hold one). */
+function tcInNetns(netns: string, command: string): Promise<unknown> {
+  return run("nsenter", [`--net=${netns}`, "tc", ...command.split(" ")], { timeoutMs: TIMEOUT_MS });
 }
 
 /**
@@ -85,44 +86,15 @@ export async function shapePodIngress(netns: string, ifname: string, bitsPerSec:
   await inNetns(netns, ["link", "set", ifb, "up"]);
   // Bucket depth: 5 ms at the rate, and never less than one 64 KB super-frame.
   const burst = Math.max(65536, Math.ceil(bitsPerSec / 8 / 200));
-  await tcInNetns(netns, [
-    "qdisc",
-    "replace",
-    "dev",
-    ifb,
-    "root",
-    "tbf",
-    "rate",
-    `${bitsPerSec}bit`,
-    "burst",
-    String(burst),
-    "latency",
-    "20ms",
-  ]);
-  await tcInNetns(netns, ["qdisc", "replace", "dev", ifname, "handle", "ffff:", "ingress"]);
-  await tcInNetns(netns, [
-    "filter",
-    "replace",
-    "dev",
-    ifname,
-    "parent",
-    "ffff:",
-    "protocol",
-    "all",
-    "prio",
-    "1",
-    "u32",
-    "match",
-    "u32",
-    "0",
-    "0",
-    "action",
-    "mirred",
-    "egress",
-    "redirect",
-    "dev",
-    ifb,
-  ]);
+  await tcInNetns(
+    netns,
+    `qdisc replace dev ${ifb} root tbf rate ${bitsPerSec}bit burst ${burst} latency 20ms`,
+  );
+  await tcInNetns(netns, `qdisc replace dev ${ifname} handle ffff: ingress`);
+  await tcInNetns(
+    netns,
+    `filter replace dev ${ifname} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+  );
 }
 
 /** Removes a pod interface's IFB device, if any (its ingress qdisc went with the interface). */
