@@ -63,34 +63,21 @@ export function createMetrics(source: MetricsSource): Registry {
       }
     };
   const portLabelNames = ["port", "kind", "network"] as const;
-  mirror(
-    registry,
-    "overlay_port_received_packets_total",
-    "Frames the switch took in from a port (what the pod sent), as wire segments",
-    portLabelNames,
-    perPort("inPackets"),
-  );
-  mirror(
-    registry,
-    "overlay_port_received_bytes_total",
-    "Bytes the switch took in from a port, as wire segments",
-    portLabelNames,
-    perPort("inBytes"),
-  );
-  mirror(
-    registry,
-    "overlay_port_sent_packets_total",
-    "Frames the switch delivered to a port",
-    portLabelNames,
-    perPort("outPackets"),
-  );
-  mirror(
-    registry,
-    "overlay_port_sent_bytes_total",
-    "Bytes the switch delivered to a port",
-    portLabelNames,
-    perPort("outBytes"),
-  );
+  const portMetrics = [
+    [
+      "overlay_port_received_packets_total",
+      "inPackets",
+      "Frames the switch took in from a port (what the pod sent), as wire segments",
+    ],
+    [
+      "overlay_port_received_bytes_total",
+      "inBytes",
+      "Bytes the switch took in from a port, as wire segments",
+    ],
+    ["overlay_port_sent_packets_total", "outPackets", "Frames the switch delivered to a port"],
+    ["overlay_port_sent_bytes_total", "outBytes", "Bytes the switch delivered to a port"],
+  ] as const;
+  for (const [name, field, help] of portMetrics) mirror(registry, name, help, portLabelNames, perPort(field));
   mirror(
     registry,
     "overlay_drops_total",
