@@ -3,16 +3,8 @@
  * port and per drop reason, the underlay's, what the agent programmed, and the process's own.
  * Scraped from inside the node's namespace, where the agent listens.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  agentLogs,
-  createOverlay,
-  podsThatTalk,
-  skipReason,
-  startCluster,
-  type LocalCluster,
-  type Pod,
-} from "../e2e/cluster.js";
+import { describe, expect, it } from "vitest";
+import { agentLogs, skipReason, useTalkingPods } from "../e2e/cluster.js";
 
 const skip = skipReason("test/agent/metrics.test.ts");
 const PORT = 9464;
@@ -31,23 +23,10 @@ function samples(text: string, name: string): { labels: Record<string, string>; 
 }
 
 describe.skipIf(skip !== undefined)("overlayd metrics", () => {
-  let c: LocalCluster;
-  let a: Pod;
-
-  beforeAll(async () => {
-    c = await startCluster({
-      store: "sqlite",
-      agentArgs: ["--metrics-listen", `0.0.0.0:${PORT}`],
-    });
-    await createOverlay(c);
-    ({ a } = await podsThatTalk(c));
-  }, 60_000);
-
-  afterAll(async () => {
-    await c?.close();
-  });
+  const pods = useTalkingPods({ store: "sqlite", agentArgs: ["--metrics-listen", `0.0.0.0:${PORT}`] });
 
   async function scrape(node: number, path = "/metrics"): Promise<{ status: number; body: string }> {
+    const { c } = pods;
     const n = c.node(node);
     const script =
       `const r = await fetch("http://${n.underlayIp}:${PORT}${path}");` +
@@ -57,12 +36,13 @@ describe.skipIf(skip !== undefined)("overlayd metrics", () => {
   }
 
   it("counts a pod's traffic on its port, by namespace/pod", async () => {
+    const { c, a, b } = pods;
     const before = await scrape(0);
     const sent = (text: string) =>
       samples(text, "overlay_port_received_packets_total").find((s) => s.labels.port === `coffee/${a.name}`)
         ?.value;
     const was = sent(before.body) ?? 0;
-    await c.ping(a, c.pods[1]!.ip, { count: 3 });
+    await c.ping(a, b.ip, { count: 3 });
     const after = await scrape(0);
     expect(after.status).toBe(200);
     expect(sent(after.body), agentLogs(c)).toBeGreaterThanOrEqual(was + 3);

@@ -2,18 +2,10 @@
  * overlayd restarts with pods running: their devices are persistent, so each pod keeps its eth0,
  * address and MAC, and the new agent re-attaches them; traffic resumes once it is ready.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { run } from "../../src/netns/exec.js";
 import { isRoot } from "../../src/netns/index.js";
-import {
-  agentLogs,
-  createOverlay,
-  podsThatTalk,
-  skipReason,
-  startCluster,
-  type LocalCluster,
-  type Pod,
-} from "../e2e/cluster.js";
+import { agentLogs, skipReason, useTalkingPods, type Pod } from "../e2e/cluster.js";
 
 const skip = skipReason("test/agent/restart.test.ts") !== undefined;
 
@@ -41,21 +33,10 @@ async function linkNames(ns: string): Promise<string[]> {
 }
 
 describe.skipIf(skip || !isRoot())("overlayd restart with pods running", () => {
-  let c: LocalCluster;
-  let a: Pod;
-  let b: Pod;
-
-  beforeAll(async () => {
-    c = await startCluster({ store: "sqlite" });
-    await createOverlay(c);
-    ({ a, b } = await podsThatTalk(c));
-  }, 120_000);
-
-  afterAll(async () => {
-    await c?.close();
-  });
+  const pods = useTalkingPods({ store: "sqlite" });
 
   it("reports each node's active offloads in dctl node list", async () => {
+    const { c } = pods;
     const r = await c.dctl(["node", "list", "-o", "json"]);
     expect(r.code).toBe(0);
     const nodes = JSON.parse(r.stdout) as { name: string; offloads: string[] | null }[];
@@ -66,6 +47,7 @@ describe.skipIf(skip || !isRoot())("overlayd restart with pods running", () => {
 
   for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     it(`keeps eth0, address and MAC, and forwards again after a ${signal}`, async () => {
+      const { c, a, b } = pods;
       const node = c.node(0);
       const world = c.world;
       const agent = node.agent;

@@ -5,6 +5,7 @@
  * LocalCluster; this file adds etcd and the preconditions of the tests.
  */
 import { existsSync } from "node:fs";
+import { afterAll, beforeAll } from "vitest";
 import { isRoot } from "../../src/netns/index.js";
 import {
   BIN,
@@ -93,4 +94,29 @@ export async function podsThatTalk(c: LocalCluster): Promise<{ a: Pod; b: Pod }>
   const r = await c.pingUntil(a, b.ip, "reach");
   if (r.received === 0) throw new Error(`web-a cannot reach web-b:\n${agentLogs(c)}`);
   return { a, b };
+}
+
+/** A started cluster with an overlay and the pods of `podsThatTalk`, filled in by beforeAll. */
+export interface TalkingPods {
+  c: LocalCluster;
+  a: Pod;
+  b: Pod;
+}
+
+/**
+ * For the enclosing describe block: a cluster (`options`) with overlay `red` and web-a (node 0)
+ * and web-b (node 1) reaching each other, started in beforeAll and closed in afterAll. Read the
+ * fields inside the tests, once beforeAll has run.
+ */
+export function useTalkingPods(options: TestClusterOptions): TalkingPods {
+  const t = {} as TalkingPods;
+  beforeAll(async () => {
+    t.c = await startCluster(options);
+    await createOverlay(t.c);
+    ({ a: t.a, b: t.b } = await podsThatTalk(t.c));
+  }, 120_000);
+  afterAll(async () => {
+    await t.c?.close();
+  });
+  return t;
 }

@@ -5,38 +5,19 @@
  */
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { isRoot } from "../../src/netns/index.js";
 import { endpointKey, namespaceKey, nodeKey } from "../../src/model/keys.js";
 import { openStore } from "../../src/store/index.js";
-import {
-  agentLogs,
-  createOverlay,
-  podsThatTalk,
-  skipReason,
-  startCluster,
-  type LocalCluster,
-  type Pod,
-} from "../e2e/cluster.js";
+import { agentLogs, skipReason, useTalkingPods } from "../e2e/cluster.js";
 
 const skip = skipReason("test/faults/bad-records.test.ts") !== undefined;
 
 describe.skipIf(skip || !isRoot())("records that fail validation", () => {
-  let c: LocalCluster;
-  let a: Pod;
-  let b: Pod;
-
-  beforeAll(async () => {
-    c = await startCluster({ store: "sqlite" });
-    await createOverlay(c);
-    ({ a, b } = await podsThatTalk(c));
-  }, 120_000);
-
-  afterAll(async () => {
-    await c?.close();
-  });
+  const pods = useTalkingPods({ store: "sqlite" });
 
   it("are reported with their key and skipped; agents keep forwarding and dctl keeps working", async () => {
+    const { c, a, b } = pods;
     const bad = {
       [endpointKey("red", "coffee", "garbage")]: "{not json",
       [endpointKey("red", "coffee", "future")]: JSON.stringify({ schemaVersion: 99, pod: "future" }),
@@ -72,6 +53,7 @@ describe.skipIf(skip || !isRoot())("records that fail validation", () => {
   }, 60_000);
 
   it("keeps the agent's socket and its folder root's alone", () => {
+    const { c } = pods;
     for (const node of c.nodes) {
       expect(statSync(node.socket).mode & 0o777).toBe(0o600);
       expect(statSync(node.socket).uid).toBe(0);
