@@ -10,7 +10,7 @@
  */
 import type { Logger } from "pino";
 import { existsSync } from "node:fs";
-import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "../cni/protocol.js";
+import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "./protocol.js";
 import { Switch, VXLAN_OVERHEAD, type RemoteEndpoint } from "../dataplane/switch.js";
 import { createEndpoint, deleteEndpoint, DEFAULT_IFNAME } from "../model/endpoints.js";
 import { formatIpv4, parseCidr, parseIpv4 } from "../model/ipv4.js";

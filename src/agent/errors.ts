@@ -1,5 +1,5 @@
 /** Maps failures of the control model and the store onto the CNI error codes of protocol.ts. */
-import { CNI_ERR, type AgentError } from "../cni/protocol.js";
+import { CNI_ERR, type AgentError } from "./protocol.js";
 import { OverlayError } from "../model/errors.js";
 import { StoreUnavailableError } from "../store/store.js";
 

@@ -6,8 +6,8 @@
 import { Command, InvalidArgumentError } from "commander";
 import { isIPv4 } from "node:net";
 import { pino } from "pino";
-import { DEFAULT_AGENT_SOCKET } from "../cni/protocol.js";
-import { run } from "../netns/exec.js";
+import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
+import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
 import { Agent, managementCidrOf } from "./agent.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";

@@ -6,7 +6,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "../netns/exec.js";
+import { run } from "../process/run.js";
 
 const TIMEOUT_MS = 5000;
 

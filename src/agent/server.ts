@@ -1,11 +1,11 @@
 /**
  * The agent's unix socket, served to the CNI plugin: one JSON request line per connection, one
- * JSON response line (src/cni/protocol.ts). The socket and its folder are root's alone.
+ * JSON response line (src/agent/protocol.ts). The socket and its folder are root's alone.
  */
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
-import { CNI_ERR, type AgentRequest, type AgentResponse } from "../cni/protocol.js";
+import { CNI_ERR, type AgentRequest, type AgentResponse } from "./protocol.js";
 
 const MAX_REQUEST_BYTES = 1 << 20;
 

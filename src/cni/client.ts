@@ -1,6 +1,6 @@
 /**
  * The agent's client: one connection per request, the request as one JSON line, the answer as
- * one JSON line (see `protocol.ts`). Every call is bounded by a timeout that covers connecting,
+ * one JSON line (see `src/agent/protocol.ts`). Every call is bounded by a timeout that covers connecting,
  * writing and waiting, so a stuck agent never holds the runtime up for longer than configured.
  */
 import { createConnection } from "node:net";
@@ -12,7 +12,7 @@ import {
   type AgentRequest,
   type AgentResponse,
   type AttachmentResult,
-} from "./protocol.js";
+} from "../agent/protocol.js";
 
 /** Far above any real answer; only a broken peer gets near it. */
 const MAX_RESPONSE_BYTES = 1 << 20;

@@ -7,7 +7,7 @@
 import { isAbsolute } from "node:path";
 import { ifNameProblem, isValidContainerId, type CniCommand } from "./args.js";
 import { CniError, invalidConfig } from "./errors.js";
-import { CNI_ERR, DEFAULT_AGENT_SOCKET, type AttachmentRef } from "./protocol.js";
+import { CNI_ERR, DEFAULT_AGENT_SOCKET, type AttachmentRef } from "../agent/protocol.js";
 
 export const PLUGIN_TYPE = "overlay-cni";
 export const CURRENT_VERSION = "1.1.0";

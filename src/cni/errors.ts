@@ -1,8 +1,8 @@
 /**
  * The plugin's one failure type. Whatever goes wrong ends as a `CniError`, which `main.ts` prints
- * as the spec's error JSON on stdout; the codes are those of `protocol.ts` (`CNI_ERR`).
+ * as the spec's error JSON on stdout; the codes are those of `src/agent/protocol.ts` (`CNI_ERR`).
  */
-import { CNI_ERR } from "./protocol.js";
+import { CNI_ERR } from "../agent/protocol.js";
 
 /** For failures nothing else names (a bug, not bad input); Go's libcni uses the same code. */
 export const INTERNAL_ERROR = 999;

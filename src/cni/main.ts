@@ -8,7 +8,7 @@
 import { asCniError, CniError } from "./errors.js";
 import { CURRENT_VERSION } from "./config.js";
 import { runPlugin } from "./plugin.js";
-import { CNI_ERR } from "./protocol.js";
+import { CNI_ERR } from "../agent/protocol.js";
 import { formatError } from "./result.js";
 
 /** A network configuration is a few kilobytes; this only stops a runaway writer. */

@@ -21,7 +21,7 @@ import {
   type NetConf,
 } from "./config.js";
 import { asCniError, CniError } from "./errors.js";
-import { CNI_ERR, type AgentError, type AgentRequest, type AgentResponse } from "./protocol.js";
+import { CNI_ERR, type AgentError, type AgentRequest, type AgentResponse } from "../agent/protocol.js";
 import { endpointRequest } from "./request.js";
 import { formatError, formatResult, prevResultMismatch, versionInfo } from "./result.js";
 

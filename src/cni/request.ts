@@ -11,7 +11,7 @@
  */
 import { invalidConfig } from "./errors.js";
 import { isObject, type JsonObject } from "./config.js";
-import type { EndpointRequest } from "./protocol.js";
+import type { EndpointRequest } from "../agent/protocol.js";
 
 export const ENDPOINT_ANNOTATION = "diamanti.com/endpoint0";
 const CRI_POD_ANNOTATIONS = "io.kubernetes.cri.pod-annotations";

@@ -4,7 +4,7 @@
  */
 import { CURRENT_VERSION, isObject, SUPPORTED_VERSIONS, type CniVersion } from "./config.js";
 import type { CniError } from "./errors.js";
-import type { AttachmentResult } from "./protocol.js";
+import type { AttachmentResult } from "../agent/protocol.js";
 
 export interface CniResult {
   cniVersion: CniVersion;

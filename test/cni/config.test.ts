@@ -8,7 +8,7 @@ import {
   versionAtLeast,
 } from "../../src/cni/config.js";
 import { CniError } from "../../src/cni/errors.js";
-import { DEFAULT_AGENT_SOCKET } from "../../src/cni/protocol.js";
+import { DEFAULT_AGENT_SOCKET } from "../../src/agent/protocol.js";
 
 function failure(fn: () => unknown): { code: number; msg: string } {
   try {

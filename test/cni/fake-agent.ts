@@ -13,7 +13,7 @@ import {
   type AgentRequest,
   type AgentResponse,
   type AttachmentResult,
-} from "../../src/cni/protocol.js";
+} from "../../src/agent/protocol.js";
 
 export type Behaviour =
   | { kind: "normal" }
