@@ -1,7 +1,10 @@
 /**
- * Issue 4's control-side targets for the switch's tables, measured with real traffic:
+ * The switch's tables under real traffic. Exact, in every run: no frame lost or duplicated, no drop
+ * counted, no frame sent after an update returned handled by the old table, forwarding never
+ * waits for the control side. Timed, against the targets (test/helpers/timing.ts: loosely in
+ * ordinary runs, exactly in `npm run bench:tables`, not at all under sanitizers):
  *   - a table update is visible to the packet threads within 10 ms;
- *   - programming 10,000 remote endpoints takes under 100 ms and never pauses forwarding.
+ *   - programming 10,000 remote endpoints takes under 100 ms.
  *
  * A real Switch in a node namespace with one pod port (a TAP in a pod namespace) and two fake
  * peer VTEPs (UDP sockets on the other end of the node's underlay veth). Traffic comes from worker
@@ -15,9 +18,8 @@
  * run, another test file (and on the development machine, other people's runs). A thread that
  * waits for a core shows up as a late datagram whatever the switch does: with no table change at
  * all, single frames took up to 47 ms from sender to receiver while the machine was loaded. So:
- *   - what does not depend on timing is exact: no frame lost or duplicated, no drop counted, no
- *     frame sent after an update returned handled by the old table;
- *   - the 10 ms target is asserted on the 95th percentile of 20 rounds (one slow round allowed),
+ *   - what does not depend on timing is exact (above);
+ *   - the 10 ms target is judged on the 95th percentile of 20 rounds (one slow round allowed),
  *     the worst case only against WORST_MS, a stuck thread rather than a slow one;
  *   - replaceRemotes is judged by its time with a core (wall minus the time the kernel kept the
  *     thread waiting for one, from /proc schedstat; blocking still counts), and wall time printed;
@@ -31,11 +33,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Switch, type RemoteEndpoint } from "../../src/dataplane/switch.js";
 import { World, podMac, sleep } from "../../src/netns/index.js";
 import { dropDelta, drops, portCounters, skipReason } from "./env.js";
 import { ETH_HLEN, IPV4_HLEN, UDP_HLEN, udpFrame } from "./packets.js";
+import { expectWithin, timingMode } from "../helpers/timing.js";
 
 const skip = skipReason("test/dataplane/visibility.test.ts") !== undefined;
 
@@ -45,9 +48,9 @@ const VTEP_B = "10.250.0.3";
 const VXLAN_PORT = 4789;
 const VNI = 100;
 
-/** Issue 4: an update is visible to the packet threads within this long. */
+/** Target: an update is visible to the packet threads within this long. */
 const VISIBLE_MS = 10;
-/** Issue 4: replacing every remote endpoint with 10,000 takes less than this. */
+/** Target: replacing every remote endpoint with 10,000 takes less than this. */
 const REPLACE_MS = 100;
 /** One frame every this long from the sender thread. */
 const INTERVAL_MS = 0.5;
@@ -56,8 +59,14 @@ const SETTLE_MS = 40;
 const ROUNDS = 20;
 /** Worst single figure allowed (see "Noise" above; loaded runs reached 160 ms, quiet ones 4). */
 const WORST_MS = 250;
-/** Share of the frames sent during a replaceRemotes call that must arrive before it returns. */
-const PASS_THROUGH_SHARE = 0.8;
+/** Target: the median frame sent during a replaceRemotes call is through the switch this fast. */
+const IN_CALL_TRANSIT_MS = 1;
+/**
+ * Share of the frames sent during a replaceRemotes call that must arrive before it returns (if
+ * the packet threads waited for the control side, none would): the target, and what a loaded
+ * machine is held to.
+ */
+const PASS_THROUGH_SHARE = timingMode() === "targets" ? 0.8 : 0.5;
 
 const POD = { ip: "10.60.0.2", mac: podMac("10.60.0.2") };
 /** The remote endpoint the pod's frames go to; the tests move it between the VTEPs. */
@@ -278,6 +287,11 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     sw.setPeers([{ ip: VTEP_A }, { ip: VTEP_B }]);
   });
 
+  // A test that fails or times out must not leave its traffic flowing into the next one.
+  afterEach(async () => {
+    for (const t of threads.splice(0)) await t.stop().catch(() => undefined);
+  });
+
   afterAll(async () => {
     try {
       for (const t of threads.splice(0)) await t.stop().catch(() => undefined);
@@ -308,6 +322,15 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     }
   }
 
+  /**
+   * Waits (a slow machine or an instrumented build may take well past SETTLE_MS) until `t` has
+   * recorded a datagram past entry `from`, or gives up after 5 s and lets the caller's check say so.
+   */
+  async function arrived(t: TrafficThread, from: number): Promise<void> {
+    const end = Date.now() + 5000;
+    while (t.count <= from && Date.now() < end) await sleep(1);
+  }
+
   /** Waits until `t` has recorded a datagram past entry `from`. */
   async function flowing(t: TrafficThread, from: number): Promise<void> {
     const end = Date.now() + 2000;
@@ -317,7 +340,7 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     }
   }
 
-  it(`moves a remote endpoint to another VTEP within ${VISIBLE_MS} ms, losing no frame`, async () => {
+  it(`moves a remote endpoint to another VTEP (target ${VISIBLE_MS} ms), losing no frame`, async () => {
     S().replaceRemotes([xAt(VTEP_A)]);
     const { tx, a, b } = await traffic();
     const before = drops(S());
@@ -340,6 +363,7 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
       const newFrom = newRx.count;
       S().updateRemotes([xAt(next)]);
       const returned = nowMs();
+      await arrived(newRx, newFrom);
       await sleep(SETTLE_MS);
       const atNew = newRx.arrivals(newFrom);
       const atOld = oldRx.arrivals(oldFrom);
@@ -364,13 +388,13 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     );
     expect(lost).toEqual({ missing: 0, duplicated: 0 });
     expect(dropDelta(S(), before)).toEqual({});
-    expect(first.p95).toBeLessThan(VISIBLE_MS);
-    expect(first.max).toBeLessThan(WORST_MS);
-    expect(last.p95).toBeLessThan(VISIBLE_MS);
-    expect(last.max).toBeLessThan(WORST_MS);
+    expectWithin("move, first datagram at the new VTEP, p95", first.p95, VISIBLE_MS);
+    expectWithin("move, first datagram at the new VTEP, max", first.max, WORST_MS);
+    expectWithin("move, last datagram at the old VTEP, p95", last.p95, VISIBLE_MS);
+    expectWithin("move, last datagram at the old VTEP, max", last.max, WORST_MS);
   });
 
-  it(`stops and starts sending to a remote endpoint within ${VISIBLE_MS} ms of its removal and re-adding`, async () => {
+  it(`stops and starts sending to a remote endpoint on its removal and re-adding (target ${VISIBLE_MS} ms)`, async () => {
     S().replaceRemotes([xAt(VTEP_A)]);
     const { tx, a, b } = await traffic();
     await flowing(a, 0);
@@ -393,6 +417,7 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
       from = a.count;
       S().updateRemotes([xAt(VTEP_A)]);
       returned = nowMs();
+      await arrived(a, from);
       await sleep(SETTLE_MS);
       const back = a.arrivals(from);
       expect(back.length, `round ${i}: nothing reached the VTEP after re-adding`).toBeGreaterThan(0);
@@ -408,13 +433,13 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     expect(sentAfterRemoval, "frames sent after the removal returned that still reached the VTEP").toBe(0);
     // Frames kept coming while the endpoint was gone: the switch counted them, not forwarded them.
     expect(unknown).toBeGreaterThan(ROUNDS);
-    expect(rm.p95).toBeLessThan(VISIBLE_MS);
-    expect(rm.max).toBeLessThan(WORST_MS);
-    expect(add.p95).toBeLessThan(VISIBLE_MS);
-    expect(add.max).toBeLessThan(WORST_MS);
+    expectWithin("remove, last datagram at the old VTEP, p95", rm.p95, VISIBLE_MS);
+    expectWithin("remove, last datagram at the old VTEP, max", rm.max, WORST_MS);
+    expectWithin("add, first datagram at the VTEP, p95", add.p95, VISIBLE_MS);
+    expectWithin("add, first datagram at the VTEP, max", add.max, WORST_MS);
   });
 
-  it(`replaces every remote endpoint with 10,000 in under ${REPLACE_MS} ms (median of 9)`, () => {
+  it(`replaces every remote endpoint with 10,000 (target ${REPLACE_MS} ms, median of 9)`, () => {
     const sets = [0, 1].map((v) => Array.from({ length: 10_000 }, (_, i) => bulkEndpoint(i, v)));
     const t = Array.from({ length: 9 }, (_, i) =>
       timeCall(() => S().replaceRemotes(sets[i % 2] as RemoteEndpoint[])),
@@ -422,7 +447,7 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
     const wall = summarize(t.map((x) => x.wall));
     const onCore = summarize(t.map((x) => x.onCore));
     console.log(`replaceRemotes(10,000): wall ${show(wall)}; with a core ${show(onCore)}`);
-    expect(onCore.median).toBeLessThan(REPLACE_MS);
+    expectWithin("replaceRemotes(10,000), with a core, median", onCore.median, REPLACE_MS);
   });
 
   it("keeps forwarding, without a pause or a loss, while 10,000 endpoints are replaced again and again", async () => {
@@ -499,14 +524,16 @@ describe.skipIf(skip)("switch tables under traffic (issue 4, control-side target
       Math.abs(counted - (sent - sentBefore)),
       `${counted} counted, ${sent - sentBefore} sent`,
     ).toBeLessThanOrEqual(1);
-    expect(onCore.median).toBeLessThan(REPLACE_MS);
     expect(inCall.length, "frames sent during the calls").toBeGreaterThan(100);
-    expect(
-      duringCall,
-      "share of the frames sent during a call that arrived before it returned",
-    ).toBeGreaterThan(PASS_THROUGH_SHARE);
-    expect(inCallTransit.median).toBeLessThan(1);
-    expect(inCallTransit.p95).toBeLessThan(VISIBLE_MS);
-    expect(transit.max).toBeLessThan(WORST_MS);
+    expectWithin("replaceRemotes(10,000) under traffic, with a core, median", onCore.median, REPLACE_MS);
+    expectWithin("transit of a frame sent during a call, median", inCallTransit.median, IN_CALL_TRANSIT_MS);
+    expectWithin("transit of a frame sent during a call, p95", inCallTransit.p95, VISIBLE_MS);
+    expectWithin("transit while replacing, max", transit.max, WORST_MS);
+    if (timingMode() !== "off") {
+      expect(
+        duringCall,
+        "share of the frames sent during a call that arrived before it returned",
+      ).toBeGreaterThan(PASS_THROUGH_SHARE);
+    }
   });
 });
