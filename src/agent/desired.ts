@@ -5,14 +5,15 @@
  *   - peers: every other registered node's underlay address;
  *   - remote endpoints: every pod of the other registered nodes, on its namespace's VNI, and each
  *     other node's gateway addresses on the global VNI;
- *   - the VNI of each local pod's port;
+ *   - the VNI of each local pod's port (model's podVni: none without a valid namespace record);
+ *   - the VNIs that reach every other (the global set the switch's policy uses);
  *   - this node's gateway ports: one per address block it owns, on the global VNI.
  * Endpoints of nodes whose registration lapsed are not programmed: their VTEP is gone.
  */
 import type { RemoteEndpoint } from "../dataplane/switch.js";
 import { blockGateway, macFromIpv4 } from "../model/ipam.js";
-import { GLOBAL_VNI, computeVnis } from "../model/namespaces.js";
-import type { EndpointRecord, NetworkRecord } from "../model/records.js";
+import { GLOBAL_VNI, podVni } from "../model/namespaces.js";
+import type { EndpointRecord, NamespaceRecord, NetworkRecord } from "../model/records.js";
 import type { ClusterSnapshot } from "./view.js";
 
 export interface GatewayPort {
@@ -42,12 +43,11 @@ export function endpointId(e: Pick<EndpointRecord, "network" | "namespace" | "po
 export function desiredState(s: ClusterSnapshot, self: string): DesiredState {
   const nodes = new Map(s.nodes.map((n) => [n.name, n]));
   const networks = new Map<string, NetworkRecord>(s.networks.map((n) => [n.name, n]));
-  const vnis = new Map<string, Map<string, number>>();
-  for (const net of networks.values()) vnis.set(net.name, computeVnis(net, s.namespaces));
+  const namespaces = new Map<string, NamespaceRecord>(s.namespaces.map((n) => [`${n.network}/${n.name}`, n]));
+  // No network, or no valid namespace record: no VNI, so the pod is not programmed (fail closed).
   const vniOf = (e: EndpointRecord): number | undefined => {
     const net = networks.get(e.network);
-    if (!net) return undefined;
-    return vnis.get(e.network)?.get(e.namespace) ?? (net.isolateNs ? undefined : GLOBAL_VNI);
+    return net && podVni(net, namespaces.get(`${e.network}/${e.namespace}`));
   };
 
   const peers = [...nodes.values()]

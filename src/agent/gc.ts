@@ -1,32 +1,14 @@
 /**
  * Departed nodes: a node whose registration (a leased key) has been gone for a grace period
  * (measured by this agent, from when it first saw the node's records without its registration)
- * has its endpoints deleted, their addresses returned to the pool and its empty blocks released.
- *
- * Every agent may do this for every departed node. Each write is one transaction that also
- * requires the node's key to be absent (modRevision 0), so a node that registers again in the
- * meantime keeps everything, and agents racing on one node do the work once between them.
+ * has its endpoints deleted, their addresses returned to the pool and its empty blocks released,
+ * by the model's releaseDepartedNode (src/model/departed.ts), whose every write requires the
+ * node's key to be absent. Every agent may do this for every departed node.
  */
 import type { Logger } from "pino";
-import {
-  addressKey,
-  addressesPrefix,
-  blockAddressesPrefix,
-  blocksPrefix,
-  endpointsPrefix,
-  nodeKey,
-} from "../model/keys.js";
-import { parseAddress, parseBlock, parseEndpoint, type EndpointRecord } from "../model/records.js";
-import { listParsed } from "../model/storeutil.js";
+import { releaseDepartedNode } from "../model/departed.js";
 import type { Store } from "../store/store.js";
 import type { ClusterSnapshot } from "./view.js";
-
-export interface DepartedNodeResult {
-  node: string;
-  endpoints: string[];
-  addresses: string[];
-  blocks: string[];
-}
 
 /** Nodes that own blocks or endpoints in the snapshot but have no registration. */
 export function unregisteredNodes(s: ClusterSnapshot, self: string): Set<string> {
@@ -36,62 +18,6 @@ export function unregisteredNodes(s: ClusterSnapshot, self: string): Set<string>
   for (const e of s.endpoints) if (!registered.has(e.node)) out.add(e.node);
   out.delete(self);
   return out;
-}
-
-/**
- * Releases everything a departed node holds in the given networks: endpoints (with their
- * addresses), addresses without an endpoint, then its empty blocks. Each step requires the node's
- * key to be absent, so nothing is released while (or once again) the node is registered.
- */
-export async function releaseDepartedNode(
-  store: Store,
-  node: string,
-  networks: readonly string[],
-): Promise<DepartedNodeResult> {
-  const result: DepartedNodeResult = { node, endpoints: [], addresses: [], blocks: [] };
-  const absent = { key: nodeKey(node), modRevision: 0 };
-  for (const network of networks) {
-    const endpoints = await listParsed(store, endpointsPrefix(network), parseEndpoint);
-    for (const { value: e, kv } of endpoints.entries) {
-      if (e.node !== node) continue;
-      const txn = await store.txn(
-        [absent, { key: kv.key, modRevision: kv.modRevision }],
-        [
-          { type: "delete", key: kv.key },
-          { type: "delete", key: addressKey(e.network, e.block, e.ip) },
-        ],
-      );
-      if (txn.succeeded) result.endpoints.push(endpointName(e));
-    }
-    // Addresses the node took without an endpoint (a crash between allocating and recording).
-    const addresses = await listParsed(store, addressesPrefix(network), parseAddress);
-    for (const { value: a, kv } of addresses.entries) {
-      if (a.node !== node) continue;
-      const txn = await store.txn(
-        [absent, { key: kv.key, modRevision: kv.modRevision }],
-        [{ type: "delete", key: kv.key }],
-      );
-      if (txn.succeeded) result.addresses.push(a.ip);
-    }
-    const blocks = await listParsed(store, blocksPrefix(network), parseBlock);
-    for (const { value: b, kv } of blocks.entries) {
-      if (b.node !== node) continue;
-      const txn = await store.txn(
-        [
-          absent,
-          { key: kv.key, modRevision: kv.modRevision },
-          { prefix: blockAddressesPrefix(network, b.cidr), maxModRevision: 0 },
-        ],
-        [{ type: "delete", key: kv.key }],
-      );
-      if (txn.succeeded) result.blocks.push(`${network}:${b.cidr}`);
-    }
-  }
-  return result;
-}
-
-function endpointName(e: EndpointRecord): string {
-  return `${e.network}/${e.namespace}/${e.pod} ${e.ip}`;
 }
 
 export interface DepartedNodeGcOptions {

@@ -9,7 +9,8 @@ import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
-import { Agent, managementCidrOf } from "./agent.js";
+import { Agent } from "./agent.js";
+import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
 
 function ipv4(value: string): string {

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../process/run.js";
+import { parseIpAddr } from "./interfaces.js";
 
 const TIMEOUT_MS = 5000;
 
@@ -44,19 +45,13 @@ export async function inspectPod(netns: string, ifname: string): Promise<PodInte
     allowFailure: true,
   });
   if (r.code !== 0) return undefined;
-  const links = JSON.parse(r.stdout) as {
-    address?: string;
-    mtu?: number;
-    flags?: string[];
-    addr_info?: { family: string; local: string; prefixlen: number }[];
-  }[];
-  const l = links[0];
+  const l = parseIpAddr(r.stdout)[0];
   if (l === undefined) return undefined;
   return {
-    mac: l.address ?? "",
-    mtu: l.mtu ?? 0,
-    up: (l.flags ?? []).includes("UP"),
-    addresses: (l.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
+    mac: l.mac,
+    mtu: l.mtu,
+    up: l.up,
+    addresses: l.inet.map((a) => `${a.ip}/${a.prefixLength}`),
   };
 }
 
@@ -161,3 +156,30 @@ export async function removeMasquerade(): Promise<void> {
   await run("nft", ["add", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
   await run("nft", ["delete", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
 }
+
+/**
+ * Everything the agent does to pods' namespaces and to the node outside its switch, as one
+ * interface: the agent's decisions (ADD rollback, DEL, GC, reconcile) are tested with a fake of
+ * it, without root (test/agent/*.unit.test.ts). `hostPlumbing` is the real one.
+ */
+export interface Plumbing {
+  netnsExists(netns: string): boolean;
+  configurePod(a: PodAddress): Promise<void>;
+  inspectPod(netns: string, ifname: string): Promise<PodInterface | undefined>;
+  shapePodIngress(netns: string, ifname: string, bitsPerSec: number): Promise<void>;
+  removePodIngress(netns: string, ifname: string): Promise<void>;
+  configureGateway(ifname: string, ip: string, prefixLength: number, primary: boolean): Promise<void>;
+  configureMasquerade(subnet: string): Promise<void>;
+  removeMasquerade(): Promise<void>;
+}
+
+export const hostPlumbing: Plumbing = {
+  netnsExists,
+  configurePod,
+  inspectPod,
+  shapePodIngress,
+  removePodIngress,
+  configureGateway,
+  configureMasquerade,
+  removeMasquerade,
+};

@@ -19,10 +19,7 @@ import {
   type Parsed,
   type RecordProblem,
 } from "../model/records.js";
-import { ENDPOINTS, IPAM, NAMESPACES, NETWORKS, NODES, ROOT } from "../model/keys.js";
-
-/** IPAM keys of blocks contain this level; address keys do not. */
-const BLOCKS_MARKER = "/block/";
+import { ROOT, recordKindOf, type RecordKind } from "../model/keys.js";
 
 export interface ClusterSnapshot {
   networks: NetworkRecord[];
@@ -33,18 +30,7 @@ export interface ClusterSnapshot {
   revision: number;
 }
 
-type Kind = "network" | "namespace" | "endpoint" | "node" | "block";
-
-function kindOf(key: string): Kind | undefined {
-  if (key.startsWith(NETWORKS)) return "network";
-  if (key.startsWith(NAMESPACES)) return "namespace";
-  if (key.startsWith(ENDPOINTS)) return "endpoint";
-  if (key.startsWith(NODES)) return "node";
-  if (key.startsWith(IPAM) && key.includes(BLOCKS_MARKER)) return "block";
-  return undefined;
-}
-
-const PARSERS: Record<Kind, (kv: Pick<KeyValue, "key" | "value">) => Parsed<unknown>> = {
+const PARSERS: Record<RecordKind, (kv: Pick<KeyValue, "key" | "value">) => Parsed<unknown>> = {
   network: parseNetwork,
   namespace: parseNamespace,
   endpoint: parseEndpoint,
@@ -60,7 +46,7 @@ export interface ViewHandlers {
 }
 
 export class ClusterView {
-  private records = new Map<string, { kind: Kind; value: unknown }>();
+  private records = new Map<string, { kind: RecordKind; value: unknown }>();
   private watch: Watch | undefined;
   private revision = 0;
   private closed = false;
@@ -102,7 +88,7 @@ export class ClusterView {
   }
 
   private put(key: string, value: string): void {
-    const kind = kindOf(key);
+    const kind = recordKindOf(key);
     if (kind === undefined) return;
     const parsed = PARSERS[kind]({ key, value });
     if (parsed.ok) {

@@ -157,6 +157,22 @@ export async function deleteEndpoint(
   });
 }
 
+/**
+ * The endpoint of a pod as the store holds it now: the record, undefined when there is none, or
+ * "invalid" when the key holds a record that fails validation.
+ */
+export async function getEndpoint(
+  store: Store,
+  network: string,
+  namespace: string,
+  pod: string,
+): Promise<EndpointRecord | "invalid" | undefined> {
+  const kv = await store.get(endpointKey(network, namespace, pod));
+  if (kv === undefined) return undefined;
+  const parsed = parseEndpoint(kv);
+  return parsed.ok ? parsed.value : "invalid";
+}
+
 export interface EndpointFilter {
   node?: string;
   namespace?: string;

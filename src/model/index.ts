@@ -10,4 +10,5 @@ export * from "./namespaces.js";
 export * from "./ipam.js";
 export * from "./endpoints.js";
 export * from "./nodes.js";
+export * from "./departed.js";
 export * from "./perftier.js";

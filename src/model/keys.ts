@@ -88,6 +88,24 @@ export function dataNetworkKey(name: string): string {
   return DATANETS + name;
 }
 
+/** The kinds of record an agent follows, by the key that holds them. */
+export type RecordKind = "network" | "namespace" | "endpoint" | "node" | "block";
+
+/** Which kind of record a key under ROOT holds; undefined for keys of other kinds (addresses). */
+export function recordKindOf(key: string): RecordKind | undefined {
+  if (key.startsWith(NETWORKS)) return "network";
+  if (key.startsWith(NAMESPACES)) return "namespace";
+  if (key.startsWith(ENDPOINTS)) return "endpoint";
+  if (key.startsWith(NODES)) return "node";
+  if (key.startsWith(IPAM)) {
+    // /overlay/v1/ipam/<network>/block/<cidr>: the level after the network says which.
+    const rest = key.slice(IPAM.length);
+    const level = rest.split("/")[1];
+    if (level === "block") return "block";
+  }
+  return undefined;
+}
+
 /** The last level of a key: the name of the object it holds. */
 export function lastSegment(key: string): string {
   return key.slice(key.lastIndexOf("/") + 1);

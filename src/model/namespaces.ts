@@ -53,6 +53,17 @@ export const GLOBAL_BY_DEFAULT: readonly string[] = ["kube-system"];
 
 // ---- pure policy -------------------------------------------------------------------------
 
+/**
+ * The VNI a namespace's pods are on: the one rule every caller (the agent's ADD, its reconcile,
+ * dctl's listings) uses. With isolation off every pod shares the global VNI, which is what the
+ * network asks for. With isolation on it is the namespace record's VNI, and with no valid record
+ * none at all: a pod is never placed on a VNI that reaches others by default (fail closed).
+ */
+export function podVni(network: NetworkRecord, record: NamespaceRecord | undefined): number | undefined {
+  if (!network.isolateNs) return GLOBAL_VNI;
+  return record?.vni;
+}
+
 /** The VNI every namespace of the network is on, as the switches must program it. */
 export function computeVnis(
   network: NetworkRecord,
@@ -61,7 +72,7 @@ export function computeVnis(
   const vnis = new Map<string, number>();
   for (const ns of namespaces) {
     if (ns.network !== network.name) continue;
-    vnis.set(ns.name, network.isolateNs ? ns.vni : GLOBAL_VNI);
+    vnis.set(ns.name, podVni(network, ns) as number);
   }
   return vnis;
 }
@@ -180,12 +191,23 @@ export async function namespaceVni(
   network: string,
   namespace: string,
 ): Promise<number | undefined> {
+  const v = await readPodVni(store, network, namespace);
+  return "vni" in v ? v.vni : undefined;
+}
+
+/** A pod's VNI as read from the store, or why it has none (see podVni). */
+export type PodVniReading = { vni: number } | { missing: true } | { invalid: string };
+
+export async function readPodVni(store: Store, network: string, namespace: string): Promise<PodVniReading> {
   const { value: net } = await getNetwork(store, network);
   const kv = await store.get(namespaceKey(network, namespace));
-  if (kv === undefined) return undefined;
-  const parsed = parseNamespace(kv);
-  if (!parsed.ok) return undefined;
-  return computeVnis(net, [parsed.value]).get(namespace);
+  const parsed = kv === undefined ? undefined : parseNamespace(kv);
+  if (parsed !== undefined && !parsed.ok) {
+    // Isolation off: no record decides anything, every pod is on the global VNI.
+    return net.isolateNs ? { invalid: parsed.problem.problem } : { vni: GLOBAL_VNI };
+  }
+  const vni = podVni(net, parsed?.value);
+  return vni === undefined ? { missing: true } : { vni };
 }
 
 function usedVnis(namespaces: Map<string, Entry<NamespaceRecord>>): number[] {

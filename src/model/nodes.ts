@@ -81,6 +81,14 @@ export async function registerNode(
   return record;
 }
 
+/**
+ * Resolves when the store answers a read, rejects (StoreUnavailableError) when it does not: the
+ * health check of an agent's STATUS. Reads one key that never exists, so it costs nothing.
+ */
+export async function checkStoreReachable(store: Store): Promise<void> {
+  await store.get(nodeKey(".health"));
+}
+
 export async function listNodes(store: Store): Promise<Listing<NodeRecord>> {
   return listParsed(store, NODES, parseNode);
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { desiredState, endpointId } from "../../src/agent/desired.js";
-import { gatewayPortName, managementCidrOf } from "../../src/agent/agent.js";
+import { gatewayPortName } from "../../src/agent/gateways.js";
+import { managementCidrOf } from "../../src/agent/interfaces.js";
 import type { ClusterSnapshot } from "../../src/agent/view.js";
 import type { EndpointRecord, NamespaceRecord, NetworkRecord } from "../../src/model/records.js";
 

@@ -7,7 +7,7 @@
  * to the overlay subnet: only a masqueraded packet gets an answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../src/netns/exec.js";
+import { run } from "../kit/netns/exec.js";
 import {
   agentLogs,
   createOverlay,

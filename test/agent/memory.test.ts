@@ -16,9 +16,9 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEndpoint, createNetwork, listBlocks, registerNode } from "../../src/model/index.js";
-import { sleep } from "../../src/netns/index.js";
+import { sleep } from "../kit/netns/index.js";
 import { openStore, type Store } from "../../src/store/index.js";
-import { BIN } from "../../src/demo/cluster.js";
+import { BIN } from "../kit/cluster.js";
 import { agentLogs, skipReason, startCluster, type LocalCluster } from "../e2e/cluster.js";
 import { pool } from "../load/helpers.js";
 

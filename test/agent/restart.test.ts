@@ -3,8 +3,8 @@
  * address and MAC, and the new agent re-attaches them; traffic resumes once it is ready.
  */
 import { describe, expect, it } from "vitest";
-import { run } from "../../src/netns/exec.js";
-import { isRoot } from "../../src/netns/index.js";
+import { run } from "../kit/netns/exec.js";
+import { isRoot } from "../kit/netns/index.js";
 import { agentLogs, skipReason, useTalkingPods, type Pod } from "../e2e/cluster.js";
 
 const skip = skipReason("test/agent/restart.test.ts") !== undefined;

@@ -16,7 +16,8 @@ import {
   registerNode,
 } from "../../src/model/index.js";
 import { nodeKey } from "../../src/model/keys.js";
-import { DepartedNodeGc, releaseDepartedNode } from "../../src/agent/gc.js";
+import { DepartedNodeGc } from "../../src/agent/gc.js";
+import { releaseDepartedNode } from "../../src/model/departed.js";
 import { ClusterView } from "../../src/agent/view.js";
 import { memoryStore, owner } from "../model/helpers.js";
 
