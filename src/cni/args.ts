@@ -6,6 +6,7 @@
  */
 import { statSync } from "node:fs";
 import { isAbsolute } from "node:path";
+import { isDnsLabel, isDnsSubdomain } from "../model/names.js";
 import { invalidEnv } from "./errors.js";
 
 export const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;
@@ -41,11 +42,6 @@ const REQUIRED: Record<CniCommand, readonly Variable[]> = {
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME_MAX = 15;
 const IFNAME_FORBIDDEN = /[/:\s]/;
-
-// Kubernetes' own shapes: a namespace is a DNS-1123 label, a pod name a DNS-1123 subdomain. They
-// become parts of store keys, so nothing else may pass.
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function value(env: Env, name: string): string | undefined {
   const v = env[name];
@@ -145,16 +141,6 @@ export function requireNetns(netns: string): void {
   }
 }
 
-/** True when the path names something; DEL uses it to leave out a netns that is already gone. */
-export function netnsExists(netns: string): boolean {
-  try {
-    statSync(netns);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export interface PodRef {
   podNamespace: string;
   podName: string;
@@ -171,10 +157,11 @@ export function podRef(args: Record<string, string>): PodRef {
     throw invalidEnv("CNI_ARGS lacks K8S_POD_NAMESPACE", "the pod's namespace decides its VNI");
   }
   if (podName === undefined || podName === "") throw invalidEnv("CNI_ARGS lacks K8S_POD_NAME");
-  if (podNamespace.length > 63 || !DNS_LABEL.test(podNamespace)) {
+  // Kubernetes' own shapes (model/names.ts): they become parts of store keys.
+  if (!isDnsLabel(podNamespace)) {
     throw invalidEnv(`CNI_ARGS has an invalid K8S_POD_NAMESPACE=${JSON.stringify(podNamespace)}`);
   }
-  if (podName.length > 253 || !DNS_SUBDOMAIN.test(podName)) {
+  if (!isDnsSubdomain(podName)) {
     throw invalidEnv(`CNI_ARGS has an invalid K8S_POD_NAME=${JSON.stringify(podName)}`);
   }
   return { podNamespace, podName };

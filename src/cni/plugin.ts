@@ -2,15 +2,7 @@
  * One plugin invocation: environment and stdin in, what to print and the exit code out. Kept
  * apart from `main.ts` so that tests can run every command in-process.
  */
-import {
-  netnsExists,
-  optionalPodRef,
-  parseCommand,
-  parseEnv,
-  podRef,
-  requireNetns,
-  type Env,
-} from "./args.js";
+import { optionalPodRef, parseCommand, parseEnv, podRef, requireNetns, type Env } from "./args.js";
 import { callAgent } from "./client.js";
 import {
   decodeConfig,
@@ -21,6 +13,7 @@ import {
   type NetConf,
 } from "./config.js";
 import { asCniError, CniError } from "./errors.js";
+import { netnsExists } from "../agent/plumbing.js";
 import { CNI_ERR, type AgentError, type AgentRequest, type AgentResponse } from "../agent/protocol.js";
 import { endpointRequest } from "./request.js";
 import { formatError, formatResult, prevResultMismatch, versionInfo } from "./result.js";

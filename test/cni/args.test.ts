@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  netnsExists,
   optionalPodRef,
   parseCniArgs,
   parseCommand,
@@ -11,6 +10,7 @@ import {
   podRef,
   requireNetns,
 } from "../../src/cni/args.js";
+import { netnsExists } from "../../src/agent/plumbing.js";
 import { CniError } from "../../src/cni/errors.js";
 
 function codeOf(fn: () => unknown): { code: number; msg: string } {

@@ -158,6 +158,13 @@ describe("endpoints", () => {
     await expect(
       createEndpoint(store, { ...base, namespace: "a", pod: "P/x", containerId: "c" }),
     ).rejects.toThrow(/invalid pod name "P\/x"/);
+    // DNS-1123 subdomains, as the CNI plugin checks K8S_POD_NAME: labels around every dot.
+    await expect(
+      createEndpoint(store, { ...base, namespace: "a", pod: "web..v1", containerId: "c" }),
+    ).rejects.toThrow(/invalid pod name "web\.\.v1"/);
+    await expect(
+      createEndpoint(store, { ...base, namespace: "a", pod: "web.-v1", containerId: "c" }),
+    ).rejects.toThrow(/invalid pod name/);
     await expect(
       createEndpoint(store, { ...base, namespace: "a", pod: "p", containerId: " " }),
     ).rejects.toThrow("container ID is empty");
