@@ -1,7 +1,7 @@
 /**
  * Convergence benchmark: how long from a CNI ADD until the new pod answers a pod on another node.
  *
- * One LocalCluster (dist/demo/cluster.js): node namespaces on a veth underlay, etcd in a namespace
+ * One LocalCluster (dist/test/kit/cluster.js): node namespaces on a veth underlay, etcd in a namespace
  * of its own (or the embedded SQLite store), one `overlayd` per node, pods attached through the
  * `overlay-cni` binary. One observer pod per node retries ARP every 20 ms (so the neighbour
  * table's one-second retry does not hide the overlay's own delay). Then, for each of `--pods`
@@ -18,8 +18,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { clearTimeout, setTimeout } from "node:timers";
-import { LocalCluster, execIn, sqliteStore } from "../dist/demo/cluster.js";
-import { isRoot } from "../dist/netns/index.js";
+import { LocalCluster, execIn, sqliteStore } from "../dist/test/kit/cluster.js";
+import { isRoot } from "../dist/test/kit/netns/index.js";
 
 const ETCD = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
 
@@ -58,7 +58,7 @@ function parseArgs(argv) {
 /**
  * etcd inside the store namespace the cluster gives it (fresh, so its default ports are free),
  * stopped by its pid.
- * @returns {import("../dist/demo/cluster.js").StoreProvider}
+ * @returns {import("../dist/test/kit/cluster.js").StoreProvider}
  */
 function etcdStore() {
   return {
@@ -143,7 +143,7 @@ async function pool(items, limit, fn) {
   return out;
 }
 
-/** @param {import("../dist/demo/cluster.js").ExecResult} r */
+/** @param {import("../dist/test/kit/cluster.js").ExecResult} r */
 function check(r, what) {
   if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stdout}${r.stderr}`);
   return r;

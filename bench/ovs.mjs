@@ -27,7 +27,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { podMac, sleep, VXLAN_OVERHEAD } from "../dist/netns/index.js";
+import { podMac, sleep, VXLAN_OVERHEAD } from "../dist/test/kit/netns/index.js";
 
 const SCHEMA_CANDIDATES = [
   "/usr/share/openvswitch/vswitch.ovsschema",
@@ -46,8 +46,8 @@ const TIMEOUT_MS = 10_000;
  * @typedef {object} OvsNode
  * @property {string} name short node namespace name
  * @property {string} dir the node's OVS folder (db, sockets, logs)
- * @property {import("../dist/netns/index.js").NsProcess} ovsdb
- * @property {import("../dist/netns/index.js").NsProcess} vswitchd
+ * @property {import("../dist/test/kit/netns/index.js").NsProcess} ovsdb
+ * @property {import("../dist/test/kit/netns/index.js").NsProcess} vswitchd
  */
 
 /**
@@ -69,8 +69,8 @@ export function ovsSchema() {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world
- * @param {import("../dist/netns/index.js").Cluster} cluster two nodes
+ * @param {import("../dist/test/kit/netns/index.js").World} world
+ * @param {import("../dist/test/kit/netns/index.js").Cluster} cluster two nodes
  * @param {{ dir: string, vni: number, pods: OvsPodSpec[] }} options
  * @returns {Promise<OvsOverlay>}
  */
@@ -212,7 +212,7 @@ function ovsEnv(dir) {
 /**
  * A daemon in the foreground inside the node's namespace (`ip netns exec` and `env` both exec in
  * place, so the handle's pid is the daemon's), logging to a file in `dir` only.
- * @param {import("../dist/netns/index.js").World} world @param {string} ns @param {string} dir
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {string} ns @param {string} dir
  * @param {string} daemon @param {string[]} args
  */
 function startDaemon(world, ns, dir, daemon, args) {
@@ -229,7 +229,7 @@ function startDaemon(world, ns, dir, daemon, args) {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world @param {string} ns @param {string} dir
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {string} ns @param {string} dir
  * @param {string} tool @param {string[]} args
  */
 function ovsTool(world, ns, dir, tool, args) {
@@ -237,14 +237,14 @@ function ovsTool(world, ns, dir, tool, args) {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world @param {string} ns @param {string} dir
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {string} ns @param {string} dir
  * @param {string[]} args
  */
 function vsctl(world, ns, dir, args) {
   return ovsTool(world, ns, dir, "ovs-vsctl", [`--db=unix:${join(dir, "db.sock")}`, ...args]);
 }
 
-/** @param {import("../dist/netns/index.js").NsProcess} proc @param {string} path */
+/** @param {import("../dist/test/kit/netns/index.js").NsProcess} proc @param {string} path */
 async function waitForSocket(proc, path) {
   const until = Date.now() + TIMEOUT_MS;
   while (!existsSync(path)) {

@@ -39,7 +39,7 @@ import {
   podMac,
   sleep,
   VXLAN_OVERHEAD,
-} from "../dist/netns/index.js";
+} from "../dist/test/kit/netns/index.js";
 import { buildOvsOverlay, ovsSchema } from "./ovs.mjs";
 import { renderSvg } from "./svg.mjs";
 
@@ -313,7 +313,7 @@ function round(x, digits) {
  * @property {Record<string, unknown>} info
  */
 
-/** @param {import("../dist/netns/index.js").World} world @returns {Promise<Target>} */
+/** @param {import("../dist/test/kit/netns/index.js").World} world @returns {Promise<Target>} */
 async function kernelPath(world) {
   const cluster = await buildNodes(world, { count: 2, stem: "k" });
   const ov = await buildKernelOverlay(cluster, {
@@ -339,8 +339,8 @@ async function kernelPath(world) {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world
- * @param {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay }} hold
+ * @param {import("../dist/test/kit/netns/index.js").World} world
+ * @param {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay }} hold
  * @returns {Promise<Target>}
  */
 async function switchPath(world, hold) {
@@ -385,7 +385,7 @@ function compileRelay(dir) {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world @param {string} relayBin
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {string} relayBin
  * @returns {Promise<Target>}
  */
 async function naivePath(world, relayBin) {
@@ -434,7 +434,7 @@ async function naivePath(world, relayBin) {
 /**
  * Open vSwitch's userspace datapath: per node an ovsdb-server and an ovs-vswitchd of its own,
  * pods on veth ports of a netdev bridge, VXLAN tunnelled by ovs-vswitchd through `br-phy`.
- * @param {import("../dist/netns/index.js").World} world @param {string} tmp
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {string} tmp
  * @param {{ ovs?: import("./ovs.mjs").OvsOverlay }} hold
  * @returns {Promise<Target>}
  */
@@ -497,9 +497,9 @@ async function waitFor(ok, timeoutMs, check) {
 
 /**
  * One iperf3 run from `clientNs` to a server on `server`, CPU sampled around the client.
- * @param {import("../dist/netns/index.js").World} world @param {Target} t
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {Target} t
  * @param {string} clientNs @param {{ name: string, ip: string }} server
- * @param {import("../dist/netns/index.js").Iperf3ClientOptions} opts
+ * @param {import("../dist/test/kit/netns/index.js").Iperf3ClientOptions} opts
  */
 async function iperfWithCpu(world, t, clientNs, server, opts) {
   // Not one-off: the server must still exist when its CPU time is read after the test.
@@ -525,7 +525,7 @@ async function iperfWithCpu(world, t, clientNs, server, opts) {
 }
 
 /**
- * @param {import("../dist/netns/index.js").World} world @param {Target} t @param {TestName} test
+ * @param {import("../dist/test/kit/netns/index.js").World} world @param {Target} t @param {TestName} test
  * @param {Options} o @returns {Promise<{ value: number, detail: Record<string, unknown> } | undefined>}
  */
 async function measure(world, t, test, o) {
@@ -597,7 +597,7 @@ async function measure(world, t, test, o) {
   };
 }
 
-/** The UDP receive-buffer overflow count of a namespace. @param {import("../dist/netns/index.js").World} world @param {string} ns */
+/** The UDP receive-buffer overflow count of a namespace. @param {import("../dist/test/kit/netns/index.js").World} world @param {string} ns */
 async function udpRcvbufErrors(world, ns) {
   const r = await world.exec(ns, "nstat", ["-a", "-s", "-z", "UdpRcvbufErrors"], { allowFailure: true });
   const m = /UdpRcvbufErrors\s+(\d+)/.exec(r.stdout);
@@ -776,9 +776,9 @@ async function main() {
   );
   console.log(`bench: open vswitch ${ovs}`);
 
-  /** @type {import("../dist/netns/index.js").World | undefined} */
+  /** @type {import("../dist/test/kit/netns/index.js").World | undefined} */
   let world;
-  /** @type {{ overlay?: import("../dist/netns/index.js").SwitchedOverlay, ovs?: import("./ovs.mjs").OvsOverlay }} */
+  /** @type {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay, ovs?: import("./ovs.mjs").OvsOverlay }} */
   const hold = {};
   let tmp;
   let cleaning;

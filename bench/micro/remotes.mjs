@@ -16,7 +16,7 @@
 import Benchmark from "benchmark";
 import { createSocket } from "node:dgram";
 import { performance } from "node:perf_hooks";
-import { Switch } from "../../dist/dataplane/switch.js";
+import { Switch } from "../../dist/src/dataplane/switch.js";
 
 const TARGET_MS = 100;
 
@@ -32,7 +32,7 @@ function freeUdpPort() {
   });
 }
 
-/** @param {number} i @returns {import("../../dist/dataplane/switch.js").RemoteEndpoint} */
+/** @param {number} i @returns {import("../../dist/src/dataplane/switch.js").RemoteEndpoint} */
 function endpoint(i) {
   const hi = (i >> 8) & 0xff;
   const lo = i & 0xff;

@@ -40,7 +40,7 @@ function run(script, argv) {
 let failed = 0;
 if (run("datapath.mjs", datapathArgs) !== 0) failed++;
 if (remotes) {
-  if (existsSync(join(ROOT, "dist", "dataplane", "switch.js"))) {
+  if (existsSync(join(ROOT, "dist", "src", "dataplane", "switch.js"))) {
     console.error("");
     if (run("remotes.mjs", remotesArgs) !== 0) failed++;
   } else {

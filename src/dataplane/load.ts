@@ -9,9 +9,17 @@ const require = createRequire(import.meta.url);
 /** The addon's build folders, relative to the package root; the first that exists is loaded. */
 const CANDIDATES = ["build/Release/overlay_switch.node", "build/Debug/overlay_switch.node"];
 
+/**
+ * The package root: the nearest folder above this file holding binding.gyp, which node-gyp
+ * builds the addon from (this file is src/dataplane/load.ts under vitest, dist/src/dataplane/load.js
+ * when built, or a private build elsewhere in the tree). Without one, the folder two levels up.
+ */
 function packageRoot(): string {
-  // src/dataplane/load.ts under vitest, dist/dataplane/load.js when built: both two levels down.
-  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (let dir = here; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "binding.gyp"))) return dir;
+    if (dirname(dir) === dir) return resolve(here, "..", "..");
+  }
 }
 
 let cached: NativeBinding | undefined;

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { isRoot } from "../../src/netns/index.js";
+import { isRoot } from "../kit/netns/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -65,7 +65,7 @@ function row(table: string, label: string): string[] | undefined {
 describe.skipIf(skipReason() !== undefined)("bench smoke", () => {
   it("prints a table with a positive switch throughput", { timeout: 60_000 }, async () => {
     expect(
-      existsSync(join(ROOT, "dist", "netns", "index.js")),
+      existsSync(join(ROOT, "dist", "test", "kit", "netns", "index.js")),
       "dist/ is missing: npx tsc -p tsconfig.build.json",
     ).toBe(true);
     const out = await runBench(["--quick", "--only", "switch", "--no-save"], 45_000);

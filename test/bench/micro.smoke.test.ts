@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { isRoot } from "../../src/netns/index.js";
+import { isRoot } from "../kit/netns/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const ADDON = join(ROOT, "native", "bench", "build", "Release", "micro_bench.node");

@@ -30,7 +30,7 @@ beforeAll(() => {
     ],
     { cwd: repo, encoding: "utf8" },
   );
-  bin = join(outDir, "cli", "dctl.js");
+  bin = join(outDir, "src", "cli", "dctl.js");
   // Type errors elsewhere in the tree are the typecheck's business; this test needs the emit.
   expect(() => readFileSync(bin), `tsc produced no ${bin}: ${tsc.stdout}${tsc.stderr}`).not.toThrow();
   writeFileSync(join(outDir, "package.json"), JSON.stringify({ type: "module" }));

@@ -1,8 +1,9 @@
 /**
  * The built plugin as a runtime runs it: a process with CNI_* in its environment and the
  * network configuration on stdin, installed in a CNI bin directory as the wrapper script that
- * docs/CNI.md describes. The build goes to a temp directory (same layout as dist/), from
- * src/cni alone, so that it does not depend on the state of other parts of the tree.
+ * docs/CNI.md describes. The build goes to a temp directory (same layout as dist/: the plugin is
+ * dist/src/cni/main.js), from src/cni alone, so that it does not depend on the state of other
+ * parts of the tree.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,6 +18,7 @@ import { expectWithin } from "../helpers/timing.js";
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "cni-e2e-"));
 const out = join(dir, "dist");
+const pluginMain = join(out, "src", "cni", "main.js");
 const binDir = join(dir, "opt-cni-bin");
 const plugin = join(binDir, "overlay-cni");
 const netns = join(dir, "netns-pod1");
@@ -27,7 +29,7 @@ beforeAll(() => {
     stdio: "pipe",
   });
   mkdirSync(binDir);
-  writeFileSync(plugin, `#!/bin/sh\nexec "${process.execPath}" "${join(out, "cni", "main.js")}" "$@"\n`);
+  writeFileSync(plugin, `#!/bin/sh\nexec "${process.execPath}" "${pluginMain}" "$@"\n`);
   chmodSync(plugin, 0o755);
   writeFileSync(netns, "");
 });
@@ -96,12 +98,12 @@ function expectCniError(r: Run, code: number): { msg: string; cniVersion: string
 
 describe("overlay-cni as a process", () => {
   it("starts with a node shebang, as the package's bin entry needs", () => {
-    const main = readFileSync(join(out, "cni", "main.js"), "utf8");
+    const main = readFileSync(pluginMain, "utf8");
     expect(main.startsWith("#!/usr/bin/env node\n")).toBe(true);
     const pkg = JSON.parse(readFileSync(join(here, "..", "..", "package.json"), "utf8")) as {
       bin: Record<string, string>;
     };
-    expect(pkg.bin["overlay-cni"]).toBe("dist/cni/main.js");
+    expect(pkg.bin["overlay-cni"]).toBe("dist/src/cni/main.js");
   });
 
   it("VERSION", async () => {
@@ -215,8 +217,8 @@ describe("overlay-cni as a process", () => {
     });
   });
 
-  it("runs with node directly, as `node dist/cni/main.js`", async () => {
-    const child = spawn(process.execPath, [join(out, "cni", "main.js")], { env: { CNI_COMMAND: "VERSION" } });
+  it("runs with node directly, as `node dist/src/cni/main.js`", async () => {
+    const child = spawn(process.execPath, [pluginMain], { env: { CNI_COMMAND: "VERSION" } });
     let stdout = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stdin.end("");

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Probe } from "../../src/dataplane/probe.js";
 import { Switch, type PortOptions, type RemoteEndpoint } from "../../src/dataplane/switch.js";
-import { World, podMac } from "../../src/netns/index.js";
+import { World, podMac } from "../kit/netns/index.js";
 import { ARP_REPLY, ETHERTYPE_ARP, arpRequestFrame, parseArp, parseEthernet, udpFrame } from "./packets.js";
 import { expectWithin } from "../helpers/timing.js";
 

@@ -10,7 +10,7 @@ import {
   type SwitchedOverlay,
   type SwitchedOverlayOptions,
   World,
-} from "../../src/netns/index.js";
+} from "../kit/netns/index.js";
 
 function addonError(): string | undefined {
   try {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Switch, SwitchCounters } from "../../src/dataplane/switch.js";
-import { pingUntil, sleep } from "../../src/netns/index.js";
+import { pingUntil, sleep } from "../kit/netns/index.js";
 import { dropDelta, drops, type DropCounts, portCounters, skipReason, useSwitchedOverlay } from "./env.js";
 
 const skip = skipReason("test/dataplane/integrity.test.ts");

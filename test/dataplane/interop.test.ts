@@ -15,7 +15,7 @@ import {
   podMac,
   startCapture,
   World,
-} from "../../src/netns/index.js";
+} from "../kit/netns/index.js";
 import { dropDelta, drops, portCounters, skipReason } from "./env.js";
 
 const skip = skipReason("test/dataplane/interop.test.ts");

@@ -6,7 +6,7 @@
  * to either path cannot break forwarding or isolation unnoticed.
  */
 import { describe, expect, it } from "vitest";
-import { iperf3, linkStats, ping, pingUntil, startCapture } from "../../src/netns/index.js";
+import { iperf3, linkStats, ping, pingUntil, startCapture } from "../kit/netns/index.js";
 import { dropDelta, drops, portCounters, skipReason, useSwitchedOverlay } from "./env.js";
 
 const skip = skipReason("test/dataplane/overlay.test.ts");

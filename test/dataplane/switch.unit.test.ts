@@ -16,7 +16,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Probe } from "../../src/dataplane/probe.js";
 import { dropReasons, Switch, type RemoteEndpoint } from "../../src/dataplane/switch.js";
-import { World, podMac } from "../../src/netns/index.js";
+import { World, podMac } from "../kit/netns/index.js";
 import {
   ARP_REPLY,
   ARP_REQUEST,

@@ -35,7 +35,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Switch, type RemoteEndpoint } from "../../src/dataplane/switch.js";
-import { World, podMac, sleep } from "../../src/netns/index.js";
+import { World, podMac, sleep } from "../kit/netns/index.js";
 import { dropDelta, drops, portCounters, skipReason } from "./env.js";
 import { ETH_HLEN, IPV4_HLEN, UDP_HLEN, udpFrame } from "./packets.js";
 import { expectWithin, timingMode } from "../helpers/timing.js";

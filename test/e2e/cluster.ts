@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
-import { isRoot } from "../../src/netns/index.js";
+import { isRoot } from "../kit/netns/index.js";
 import {
   BIN,
   LocalCluster,
@@ -15,16 +15,10 @@ import {
   type ExecResult,
   type Pod,
   type StoreProvider,
-} from "../../src/demo/cluster.js";
+} from "../kit/cluster.js";
 import { ETCD_BINARY, startEtcd } from "../helpers/etcd.js";
 
-export {
-  LocalCluster,
-  CniCallError,
-  type ClusterNode,
-  type ExecResult,
-  type Pod,
-} from "../../src/demo/cluster.js";
+export { LocalCluster, CniCallError, type ClusterNode, type ExecResult, type Pod } from "../kit/cluster.js";
 
 export type StoreKind = "etcd" | "sqlite";
 

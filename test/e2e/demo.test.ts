@@ -1,17 +1,17 @@
 /**
- * `npm run demo` (dist/demo/main.js): runs the seed's scenario to the end with exit code 0,
+ * `npm run demo` (dist/test/kit/demo/main.js): runs the seed's scenario to the end with exit code 0,
  * printing the seed's messages, and leaves nothing behind, also when interrupted.
  */
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { listNamespaces, WORLD_REGISTRY_DIR } from "../../src/netns/index.js";
-import { REPO_ROOT } from "../../src/demo/cluster.js";
+import { listNamespaces, WORLD_REGISTRY_DIR } from "../kit/netns/index.js";
+import { REPO_ROOT } from "../kit/cluster.js";
 import { requireTools, skipReason } from "./cluster.js";
 
 const skip = skipReason("test/e2e/demo.test.ts");
-const DEMO = join(REPO_ROOT, "dist/demo/main.js");
+const DEMO = join(REPO_ROOT, "dist/test/kit/demo/main.js");
 
 interface DemoRun {
   code: number | null;

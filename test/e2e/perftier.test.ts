@@ -5,7 +5,7 @@
  * The same holds for what it receives (shaped in its namespace, IFB + tbf).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { iperf3 } from "../../src/netns/index.js";
+import { iperf3 } from "../kit/netns/index.js";
 import { agentLogs, show, skipReason, startCluster, type LocalCluster, type Pod } from "./cluster.js";
 
 const skip = skipReason("test/e2e/perftier.test.ts");

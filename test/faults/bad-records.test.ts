@@ -6,7 +6,7 @@
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
-import { isRoot } from "../../src/netns/index.js";
+import { isRoot } from "../kit/netns/index.js";
 import { endpointKey, namespaceKey, nodeKey } from "../../src/model/keys.js";
 import { openStore } from "../../src/store/index.js";
 import { agentLogs, skipReason, useTalkingPods } from "../e2e/cluster.js";

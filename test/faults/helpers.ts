@@ -6,11 +6,11 @@
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { expect } from "vitest";
-import { REPO_ROOT, execIn, type StoreProvider } from "../../src/demo/cluster.js";
-import { sleep } from "../../src/netns/index.js";
+import { REPO_ROOT, execIn, type StoreProvider } from "../kit/cluster.js";
+import { sleep } from "../kit/netns/index.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { requireTools, show, type LocalCluster } from "../e2e/cluster.js";
-import { LocalCluster as Cluster, type ClusterOptions } from "../../src/demo/cluster.js";
+import { LocalCluster as Cluster, type ClusterOptions } from "../kit/cluster.js";
 
 export interface EtcdCluster {
   cluster: LocalCluster;
@@ -42,7 +42,7 @@ export interface StoreState {
   endpoints: { ip: string; node: string; pod: string; namespace: string; containerId: string }[];
 }
 
-const dist = (p: string): string => pathToFileURL(join(REPO_ROOT, "dist", p)).href;
+const dist = (p: string): string => pathToFileURL(join(REPO_ROOT, "dist", "src", p)).href;
 
 /** The network's records as the store has them, read from inside the first node's namespace. */
 export async function storeState(c: LocalCluster, network: string): Promise<StoreState> {

@@ -5,7 +5,7 @@
  * Then the node rejoins with another underlay address, and its peers follow.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../src/netns/exec.js";
+import { run } from "../kit/netns/exec.js";
 import {
   agentLogs,
   createOverlay,

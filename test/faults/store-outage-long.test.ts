@@ -7,8 +7,8 @@
  * and peers program it again, though the history it missed was compacted meanwhile.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../src/netns/exec.js";
-import { sleep } from "../../src/netns/index.js";
+import { run } from "../kit/netns/exec.js";
+import { sleep } from "../kit/netns/index.js";
 import {
   agentLogs,
   createOverlay,

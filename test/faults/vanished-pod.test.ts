@@ -5,8 +5,8 @@
  * CNI GC releases what the runtime no longer lists, and only that.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../src/netns/exec.js";
-import { isRoot } from "../../src/netns/index.js";
+import { run } from "../kit/netns/exec.js";
+import { isRoot } from "../kit/netns/index.js";
 import { createEndpoint } from "../../src/model/endpoints.js";
 import { openStore } from "../../src/store/index.js";
 import {

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { isRoot } from "../../src/netns/index.js";
+import { isRoot } from "../kit/netns/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PACKAGES = "clang libclang-rt-14-dev";

@@ -4,7 +4,7 @@
  * from ping's own reply timestamps, and the reachability matrix of a sample of pods.
  */
 import { expect } from "vitest";
-import { execIn, type ExecResult, type LocalCluster, type Pod } from "../../src/demo/cluster.js";
+import { execIn, type ExecResult, type LocalCluster, type Pod } from "../kit/cluster.js";
 import { show } from "../e2e/cluster.js";
 import type { EndpointJson } from "../e2e/scenario.js";
 

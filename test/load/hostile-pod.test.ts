@@ -4,7 +4,7 @@
  * its own MAC, ARP replies and announcements claiming the victim's address, unicast to MACs
  * nobody has, broadcast and multicast, and frames to a pod of another VNI.
  *
- * Two nodes, one in-process `Switch` each (the topology of src/netns/switched.ts): the victim,
+ * Two nodes, one in-process `Switch` each (the topology of test/kit/netns/switched.ts): the victim,
  * the hostile pod and a bystander on node 1, a pod of the same VNI and one of another VNI on
  * node 2. Asserted: every frame the switch read from the hostile port is dropped and counted
  * under the reason of its kind; the victim and the bystanders keep talking (pings every 10 ms
@@ -21,7 +21,7 @@ import {
   type SwitchPod,
   type SwitchedOverlay,
   World,
-} from "../../src/netns/index.js";
+} from "../kit/netns/index.js";
 import { dropDelta, drops, portCounters, skipReason } from "../dataplane/env.js";
 import {
   ARP_REPLY,

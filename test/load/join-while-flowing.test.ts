@@ -7,7 +7,7 @@
  * The tea pair pings through the same changes, and its outcome is reported.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { iperf3Server, parseIperf3, sleep, type Iperf3Server } from "../../src/netns/index.js";
+import { iperf3Server, parseIperf3, sleep, type Iperf3Server } from "../kit/netns/index.js";
 import {
   createOverlay,
   show,

@@ -22,7 +22,7 @@ import {
   sweepStaleWorlds,
   World,
   WORLD_REGISTRY_DIR,
-} from "../../src/netns/index.js";
+} from "../kit/netns/index.js";
 
 const root = isRoot();
 if (!root) console.log("test/netns/world.test.ts: skipped, network namespaces need root");

@@ -13,7 +13,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   buildNodes,
@@ -23,15 +23,26 @@ import {
   type NsProcess,
   type PingOptions,
   type PingResult,
-} from "../netns/index.js";
+} from "./netns/index.js";
 
-/** The repository root: two levels above this file, in src/demo and in dist/demo alike. */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/**
+ * The repository root: the nearest folder above this file that holds package.json and
+ * binding.gyp (this file is test/kit/cluster.ts under vitest, dist/test/kit/cluster.js built).
+ */
+export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json")) && existsSync(join(dir, "binding.gyp"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no folder holding package.json and binding.gyp above ${from}`);
+  }
+}
+
+/** The compiled binaries, as package.json's `bin` names them (the build puts src/ in dist/src/). */
 export const BIN = {
-  overlayd: join(REPO_ROOT, "dist/agent/main.js"),
-  dctl: join(REPO_ROOT, "dist/cli/dctl.js"),
-  cni: join(REPO_ROOT, "dist/cni/main.js"),
+  overlayd: join(REPO_ROOT, "dist/src/agent/main.js"),
+  dctl: join(REPO_ROOT, "dist/src/cli/dctl.js"),
+  cni: join(REPO_ROOT, "dist/src/cni/main.js"),
 } as const;
 
 export const ENDPOINT_ANNOTATION = "diamanti.com/endpoint0";

@@ -8,7 +8,7 @@
  * the demo ends, fails or is interrupted (SIGINT, SIGTERM).
  */
 import { isRoot } from "../netns/index.js";
-import { execIn, LocalCluster, type ClusterNode, type ExecResult, type Pod } from "./cluster.js";
+import { execIn, LocalCluster, type ClusterNode, type ExecResult, type Pod } from "../cluster.js";
 
 const NODE_NAMES = ["appserv76", "appserv78"];
 const SUBNET = "172.30.0.0/16";

@@ -3,7 +3,7 @@
  * opened inside the node namespace), pods whose `eth0` is a switch TAP, peers and remote
  * endpoints programmed as an agent would.
  */
-import { Switch, type SwitchOptions } from "../dataplane/switch.js";
+import { Switch, type SwitchOptions } from "../../../src/dataplane/switch.js";
 import type { Cluster, NodeInfo, Pod } from "./topology.js";
 import { podMac } from "./topology.js";
 
