@@ -5,6 +5,10 @@
  * Every request is bounded by a timeout; failures to reach etcd become StoreUnavailableError.
  * A watch whose stream breaks reconnects and resumes after the last revision it delivered;
  * only when etcd no longer has that history (compaction) or cancels the watch is it reset.
+ *
+ * One file, past 400 lines, on purpose: it is one implementation of the Store interface, and its
+ * requests, watch streams and leases share one client, one timeout policy and one mapping of
+ * gRPC failures onto StoreUnavailableError; each part read alone would hide the others' rules.
  */
 import {
   ClientClosedError,

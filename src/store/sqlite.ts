@@ -6,6 +6,10 @@
  * cross-process notification, so watches poll the log. Old log rows are compacted; a watch that
  * asks for a compacted revision is reset. Leases are rows with an expiry time; whichever open
  * store notices an expired lease deletes it and its keys as an ordinary revisioned change.
+ *
+ * One file, past 400 lines, on purpose: it is one implementation of the Store interface, and its
+ * transactions, change log, watch polling and lease sweep all keep one invariant together (every
+ * change bumps the one revision and lands in the log in the same SQLite transaction).
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
