@@ -117,7 +117,9 @@ export class Reconciler {
     for (const [id, port] of [...ports.all()]) {
       if (wanted.has(id) || ports.adding.has(id)) continue;
       const e = port.endpoint;
-      const current = await getEndpoint(store, e.network, e.namespace, e.pod).catch(() => "unreachable" as const);
+      const current = await getEndpoint(store, e.network, e.namespace, e.pod).catch(
+        () => "unreachable" as const,
+      );
       if (current === "unreachable") continue;
       if (typeof current === "object" && current.containerId === e.containerId) continue;
       ports.detach(sw, id);

@@ -191,7 +191,9 @@ export class CniRequests {
       ports.find(containerId, ifname)?.endpoint ??
       this.d
         .snapshot()
-        ?.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname && e.node === this.d.node);
+        ?.endpoints.find(
+          (e) => e.containerId === containerId && e.ifname === ifname && e.node === this.d.node,
+        );
     if (endpoint) {
       await deleteEndpoint(this.d.store, {
         network: endpoint.network,
