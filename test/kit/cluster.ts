@@ -10,6 +10,7 @@
  * the end-to-end tests run on it.
  */
 import { spawn } from "node:child_process";
+import { ENDPOINT_ANNOTATION } from "../../src/cni/request.js";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -45,7 +46,7 @@ export const BIN = {
   cni: join(REPO_ROOT, "dist/src/cni/main.js"),
 } as const;
 
-export const ENDPOINT_ANNOTATION = "diamanti.com/endpoint0";
+export { ENDPOINT_ANNOTATION };
 export const CNI_VERSION = "1.1.0";
 export const CNI_NETWORK_NAME = "overlay";
 export const CNI_TYPE = "overlay-cni";

@@ -3,17 +3,14 @@
  * reference overlay built from the Linux kernel's own vxlan device and a bridge per node.
  */
 import { createHash } from "node:crypto";
-import { isIPv4 } from "node:net";
+import { VXLAN_OVERHEAD, VXLAN_PORT as VXLAN_DSTPORT } from "../../../src/dataplane/switch.js";
+import { macFromIpv4 } from "../../../src/model/ipam.js";
 import { checkIfName, type World } from "./world.js";
 
-export const VXLAN_DSTPORT = 4789;
-export const VXLAN_OVERHEAD = 50;
+export { VXLAN_OVERHEAD, VXLAN_DSTPORT };
 
-/** Pod MAC from its IPv4 address: 0a:58 + the four address bytes (as Kubernetes CNI plugins do). */
-export function podMac(ipv4: string): string {
-  if (!isIPv4(ipv4)) throw new TypeError(`not an IPv4 address: ${ipv4}`);
-  return ["0a", "58", ...ipv4.split(".").map((o) => Number(o).toString(16).padStart(2, "0"))].join(":");
-}
+/** Pod MAC from its IPv4 address, as the agent gives it: 0a:58 + the four address bytes. */
+export const podMac = macFromIpv4;
 
 export interface NodeInfo {
   index: number;
