@@ -20,6 +20,17 @@ export function toAgentError(err: unknown): AgentError {
         };
       case "CONFLICT":
         return { code: CNI_ERR.tryAgainLater, msg: err.message };
+      case "DAMAGED_RECORD":
+        // A store record the request needs fails validation (a namespace record, say): no retry
+        // helps until an administrator repairs it, which the message says how to do, so not 11
+        // (try again later). What is invalid is the network's configuration as the cluster store
+        // holds it: CNI's "invalid network config". The key goes in details, for whoever reads
+        // the runtime's events.
+        return {
+          code: CNI_ERR.invalidConfig,
+          msg: err.message,
+          details: typeof err.details.key === "string" ? `store key ${err.details.key}` : undefined,
+        };
       default:
         return { code: CNI_ERR.invalidConfig, msg: err.message };
     }

@@ -4,7 +4,18 @@
  */
 
 export type OverlayErrorCode =
-  "INVALID_ARGUMENT" | "NOT_FOUND" | "ALREADY_EXISTS" | "FAILED_PRECONDITION" | "EXHAUSTED" | "CONFLICT";
+  | "INVALID_ARGUMENT"
+  | "NOT_FOUND"
+  | "ALREADY_EXISTS"
+  | "FAILED_PRECONDITION"
+  | "EXHAUSTED"
+  /** Lost every attempt of a compare-and-swap race, within the bound of storeutil's `retrying`. */
+  | "CONFLICT"
+  /**
+   * A store record the operation must read or write fails validation: no retry helps, an
+   * administrator must repair it (the message says how). See damage.ts.
+   */
+  | "DAMAGED_RECORD";
 
 export class OverlayError extends Error {
   constructor(

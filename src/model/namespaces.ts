@@ -21,6 +21,13 @@
  * later, from Kubernetes itself ("kubernetes").
  */
 import type { Compare, Op, Store } from "../store/store.js";
+import {
+  damagedNamespaceError,
+  damagedNamespaceOf,
+  readNamespaceRecords,
+  vnisHeldByDamaged,
+  type DamagedNamespace,
+} from "./damage.js";
 import { OverlayError, invalid, notFound, precondition } from "./errors.js";
 import { namespaceEndpointsPrefix, namespaceKey, namespacesPrefix, networkKey } from "./keys.js";
 import { checkNamespaceName } from "./names.js";
@@ -148,12 +155,25 @@ export async function listNamespaces(store: Store, network: string): Promise<Lis
 interface PlanContext {
   network: NetworkRecord;
   namespaces: Map<string, Entry<NamespaceRecord>>;
+  /**
+   * The network's namespace keys whose record fails validation, by the name the key gives. A
+   * plan that must read or write one of them throws damagedNamespaceError (see damage.ts); VNIs
+   * it allocates keep off those vnisHeldByDamaged.
+   */
+  damaged: Map<string, DamagedNamespace>;
+}
+
+/** Fails with the damaged record's error when the namespace's record fails validation. */
+function requireUndamaged(ctx: Pick<PlanContext, "damaged">, name: string): void {
+  const broken = ctx.damaged.get(name);
+  if (broken !== undefined) throw damagedNamespaceError(broken);
 }
 
 /**
  * Reads the network and its namespaces, lets `plan` decide which records to write, and writes
  * them in one transaction that fails if any namespace of the network changed meanwhile, so
- * that two writers never hand out one VNI twice. Retries until it wins.
+ * that two writers never hand out one VNI twice. Retries while it loses (within RETRY_LIMITS);
+ * never writes over a damaged record (no retry could win against one: the error names it).
  */
 async function mutateNamespaces<T>(
   store: Store,
@@ -161,25 +181,31 @@ async function mutateNamespaces<T>(
   what: string,
   plan: (ctx: PlanContext) => { puts: NamespaceRecord[]; result: T },
 ): Promise<T> {
-  return retrying(what, async () => {
-    const net = await getNetwork(store, networkName);
-    const listing = await listNamespaces(store, networkName);
-    const namespaces = new Map(listing.entries.map((e) => [e.value.name, e]));
-    const { puts, result } = plan({ network: net.value, namespaces });
-    if (puts.length === 0) return result;
-    const compares: Compare[] = [
-      { key: networkKey(networkName), modRevision: net.kv.modRevision },
-      { prefix: namespacesPrefix(networkName), maxModRevision: listing.revision },
-    ];
-    const ops: Op[] = [];
-    for (const rec of puts) {
-      const key = namespaceKey(networkName, rec.name);
-      compares.push({ key, modRevision: namespaces.get(rec.name)?.kv.modRevision ?? 0 });
-      ops.push({ type: "put", key, value: encode(rec) });
-    }
-    const txn = await store.txn(compares, ops);
-    return txn.succeeded ? result : RETRY;
-  });
+  const contended = `the namespace records of network ${networkName}`;
+  return retrying(
+    what,
+    async () => {
+      const net = await getNetwork(store, networkName);
+      const records = await readNamespaceRecords(store, networkName);
+      const { entries: namespaces, damaged } = records;
+      const { puts, result } = plan({ network: net.value, namespaces, damaged });
+      if (puts.length === 0) return result;
+      const compares: Compare[] = [
+        { key: networkKey(networkName), modRevision: net.kv.modRevision },
+        { prefix: namespacesPrefix(networkName), maxModRevision: records.revision },
+      ];
+      const ops: Op[] = [];
+      for (const rec of puts) {
+        requireUndamaged(records, rec.name);
+        const key = namespaceKey(networkName, rec.name);
+        compares.push({ key, modRevision: namespaces.get(rec.name)?.kv.modRevision ?? 0 });
+        ops.push({ type: "put", key, value: encode(rec) });
+      }
+      const txn = await store.txn(compares, ops);
+      return txn.succeeded ? result : RETRY;
+    },
+    { contended },
+  );
 }
 
 /**
@@ -225,14 +251,18 @@ export async function ensureNamespace(
   source: NamespaceSource,
 ): Promise<NamespaceRecord> {
   checkNamespaceName(name);
-  return mutateNamespaces(store, network, `registering namespace ${name}`, ({ namespaces }) => {
+  return mutateNamespaces(store, network, `registering namespace ${name}`, (ctx) => {
+    const { namespaces, damaged } = ctx;
+    requireUndamaged(ctx, name);
     const existing = namespaces.get(name)?.value;
     if (existing !== undefined) {
       if (existing.sources.includes(source)) return { puts: [], result: existing };
       const updated = { ...existing, sources: [...existing.sources, source] };
       return { puts: [updated], result: updated };
     }
-    const vni = GLOBAL_BY_DEFAULT.includes(name) ? GLOBAL_VNI : nextFreeVni(usedVnis(namespaces));
+    const vni = GLOBAL_BY_DEFAULT.includes(name)
+      ? GLOBAL_VNI
+      : nextFreeVni([...usedVnis(namespaces), ...vnisHeldByDamaged(damaged)]);
     const created: NamespaceRecord = {
       schemaVersion: 1,
       network,
@@ -247,28 +277,36 @@ export async function ensureNamespace(
 
 /** Forgets a namespace; refused while pods of the namespace have endpoints on the network. */
 export async function deleteNamespace(store: Store, network: string, name: string): Promise<void> {
-  await retrying(`deleting namespace ${name}`, async () => {
-    const key = namespaceKey(network, name);
-    const kv = await store.get(key);
-    if (kv === undefined)
-      throw notFound(`namespace ${name} not found on network ${network}`, { network, name });
-    const endpoints = await store.list(namespaceEndpointsPrefix(network, name));
-    if (endpoints.items.length > 0) {
-      const n = endpoints.items.length;
-      throw precondition(
-        `cannot delete namespace ${name}: ${n} endpoint${n === 1 ? "" : "s"} on network ${network} still use${n === 1 ? "s" : ""} it; delete those pods first`,
-        { network, name, endpoints: n },
+  const key = namespaceKey(network, name);
+  await retrying(
+    `deleting namespace ${name}`,
+    async () => {
+      const kv = await store.get(key);
+      if (kv === undefined)
+        throw notFound(`namespace ${name} not found on network ${network}`, { network, name });
+      // A damaged record is not deleted unseen either: check reports it and the repair rebuilds
+      // it; delete the namespace once its record is valid again.
+      const broken = damagedNamespaceOf(network, name, kv);
+      if (broken !== undefined) throw damagedNamespaceError(broken);
+      const endpoints = await store.list(namespaceEndpointsPrefix(network, name));
+      if (endpoints.items.length > 0) {
+        const n = endpoints.items.length;
+        throw precondition(
+          `cannot delete namespace ${name}: ${n} endpoint${n === 1 ? "" : "s"} on network ${network} still use${n === 1 ? "s" : ""} it; delete those pods first`,
+          { network, name, endpoints: n },
+        );
+      }
+      const txn = await store.txn(
+        [
+          { key, modRevision: kv.modRevision },
+          { prefix: namespaceEndpointsPrefix(network, name), maxModRevision: 0 },
+        ],
+        [{ type: "delete", key }],
       );
-    }
-    const txn = await store.txn(
-      [
-        { key, modRevision: kv.modRevision },
-        { prefix: namespaceEndpointsPrefix(network, name), maxModRevision: 0 },
-      ],
-      [{ type: "delete", key }],
-    );
-    return txn.succeeded ? undefined : RETRY;
-  });
+      return txn.succeeded ? undefined : RETRY;
+    },
+    { contended: `namespace record ${name} of network ${network}` },
+  );
 }
 
 function requireIsolation(network: NetworkRecord): void {
@@ -297,6 +335,7 @@ function knownNames(
   }
   return distinct.map((name) => {
     checkNamespaceName(name);
+    requireUndamaged(ctx, name);
     const entry = ctx.namespaces.get(name);
     if (entry === undefined) {
       throw notFound(
@@ -350,7 +389,7 @@ export async function isolateNamespaces(
       const vni = vniOf.get(e.value.name) as number;
       const shared = [...vniOf].some(([other, v]) => other !== e.value.name && v === vni);
       if (vni !== GLOBAL_VNI && !shared) continue;
-      const fresh = nextFreeVni(vniOf.values());
+      const fresh = nextFreeVni([...vniOf.values(), ...vnisHeldByDamaged(ctx.damaged)]);
       vniOf.set(e.value.name, fresh);
       puts.push({ ...e.value, vni: fresh });
     }
