@@ -1,17 +1,22 @@
 // The Node binding: one JS class wrapping one native Switch. Arguments arrive validated by
-// src/dataplane/switch.ts; this file still checks every type, so a bad call is a thrown
-// TypeError, never a crash. Errors from the switch carry code "ERR_OVERLAY_SWITCH".
+// src/dataplane/switch.ts against limits(); the readers of args.h assert them again, so a broken
+// promise is a thrown TypeError or RangeError, never a crash. Errors from the switch itself carry
+// code "ERR_OVERLAY_SWITCH".
 #include <arpa/inet.h>
 #include <napi.h>
 
 #include <memory>
 #include <string>
 
+#include "args.h"
 #include "probe.h"
 #include "switch.h"
+#include "switch_limits.h"
 
 namespace overlay {
 namespace {
+
+using namespace args;  // NOLINT: the readers are this file's vocabulary
 
 constexpr const char* kErrorCode = "ERR_OVERLAY_SWITCH";
 
@@ -20,95 +25,25 @@ void ThrowError(Napi::Env env, const std::string& msg) {
   e.Set("code", Napi::String::New(env, kErrorCode));
   e.ThrowAsJavaScriptException();
 }
-void ThrowType(Napi::Env env, const std::string& msg) {
-  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
-}
 
-// Field readers: each returns false (with a pending TypeError) when the field is missing or of
-// the wrong type.
-bool GetString(Napi::Object o, const char* key, std::string* out) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsString()) {
-    ThrowType(o.Env(), std::string(key) + " must be a string");
-    return false;
-  }
-  *out = v.As<Napi::String>().Utf8Value();
-  return true;
-}
-bool GetNumber(Napi::Object o, const char* key, double min, double max, double* out) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) {
-    ThrowType(o.Env(), std::string(key) + " must be a number");
-    return false;
-  }
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= min && d <= max)) {
-    Napi::RangeError::New(o.Env(), std::string(key) + " out of range").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = d;
-  return true;
-}
-bool GetBool(Napi::Object o, const char* key, bool* out) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsBoolean()) {
-    ThrowType(o.Env(), std::string(key) + " must be a boolean");
-    return false;
-  }
-  *out = v.As<Napi::Boolean>().Value();
-  return true;
-}
-bool ParseIpv4(Napi::Env env, const std::string& s, uint32_t* out) {
-  in_addr a;
-  if (inet_pton(AF_INET, s.c_str(), &a) != 1) {
-    ThrowType(env, "not an IPv4 address: " + s);
-    return false;
-  }
-  *out = a.s_addr;
-  return true;
-}
-bool ParseMac(Napi::Env env, const std::string& s, Mac* out) {
-  unsigned b[6];
-  char tail;
-  if (s.size() != 17 || sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
-                               &b[4], &b[5], &tail) != 6) {
-    ThrowType(env, "not a MAC address: " + s);
-    return false;
-  }
-  Mac m = 0;
-  for (unsigned x : b) m = (m << 8) | x;
-  if (m == 0 || (b[0] & 1)) {
-    ThrowType(env, "not a unicast MAC address: " + s);
-    return false;
-  }
-  *out = m;
-  return true;
-}
-bool ParseEndpoint(Napi::Env env, Napi::Value v, Endpoint* e) {
-  if (!v.IsObject()) {
-    ThrowType(env, "remote endpoint must be an object");
-    return false;
-  }
-  Napi::Object o = v.As<Napi::Object>();
-  double vni;
-  std::string mac, ip, vtep;
-  if (!GetNumber(o, "vni", 0, 0xffffff, &vni) || !GetString(o, "mac", &mac) ||
-      !GetString(o, "ipv4", &ip) || !GetString(o, "vtep", &vtep))
-    return false;
-  e->vni = static_cast<uint32_t>(vni);
+bool ParseEndpoint(Napi::Env env, Napi::Value v, const std::string& what, Endpoint* e) {
+  Napi::Object o;
+  if (!Object(env, v, what, &o)) return false;
   e->port = 0;
-  return ParseMac(env, mac, &e->mac) && ParseIpv4(env, ip, &e->ip) &&
-         ParseIpv4(env, vtep, &e->vtep);
+  return GetNumber(o, "vni", limits::kVni, &e->vni) && GetMac(o, "mac", &e->mac) &&
+         GetIpv4(o, "ipv4", &e->ip) && GetIpv4(o, "vtep", &e->vtep);
 }
-bool ParseEndpoints(Napi::Env env, Napi::Value v, std::vector<Endpoint>* out) {
-  if (!v.IsArray()) {
-    ThrowType(env, "expected an array of remote endpoints");
-    return false;
+// Grows the vector per element rather than by the array's length up front: a sparse array's
+// length says nothing about its elements (new Array(2 ** 32 - 1) costs JS nothing).
+bool ParseEndpoints(Napi::Env env, Napi::Value v, const char* what, std::vector<Endpoint>* out) {
+  Napi::Array a;
+  if (!Array(env, v, what, &a)) return false;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Endpoint e;
+    if (!ParseEndpoint(env, a.Get(i), std::string(what) + "[" + std::to_string(i) + "]", &e))
+      return false;
+    out->push_back(e);
   }
-  Napi::Array a = v.As<Napi::Array>();
-  out->resize(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i)
-    if (!ParseEndpoint(env, a.Get(i), &(*out)[i])) return false;
   return true;
 }
 
@@ -125,6 +60,7 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
                            InstanceMethod<&SwitchWrap::SetPeers>("setPeers"),
                            InstanceMethod<&SwitchWrap::UpdateRemotes>("updateRemotes"),
                            InstanceMethod<&SwitchWrap::ReplaceRemotes>("replaceRemotes"),
+                           InstanceMethod<&SwitchWrap::Reaches>("reaches"),
                            InstanceMethod<&SwitchWrap::Counters>("counters"),
                            InstanceMethod<&SwitchWrap::GetFeatures>("features"),
                            InstanceMethod<&SwitchWrap::Close>("close"),
@@ -133,22 +69,14 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
 
   explicit SwitchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SwitchWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) {
-      ThrowType(env, "Switch options must be an object");
-      return;
-    }
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o;
     SwitchConfig c;
-    std::string ip;
-    double port, workers, mtu;
-    if (!GetString(o, "underlayIp", &ip) || !ParseIpv4(env, ip, &c.underlay_ip) ||
-        !GetNumber(o, "port", 1, 65535, &port) || !GetString(o, "netns", &c.netns) ||
-        !GetNumber(o, "workers", 1, kMaxWorkers, &workers) ||
-        !GetBool(o, "offloads", &c.offloads) || !GetNumber(o, "underlayMtu", 576, 65535, &mtu))
+    if (!ArgObject(info, 0, "Switch options", &o) || !GetIpv4(o, "underlayIp", &c.underlay_ip) ||
+        !GetNumber(o, "port", limits::kUdpPort, &c.port) || !GetString(o, "netns", &c.netns) ||
+        !GetNumber(o, "workers", limits::kWorkers, &c.workers) ||
+        !GetBool(o, "offloads", &c.offloads) ||
+        !GetNumber(o, "underlayMtu", limits::kMtu, &c.underlay_mtu))
       return;
-    c.port = static_cast<uint16_t>(port);
-    c.workers = static_cast<int>(workers);
-    c.underlay_mtu = static_cast<int>(mtu);
     std::string err;
     sw_ = Switch::Create(c, &err);
     if (!sw_) ThrowError(env, "cannot start switch: " + err);
@@ -163,28 +91,21 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Ready(env)) return env.Undefined();
-    if (info.Length() < 1 || !info[0].IsObject()) {
-      ThrowType(env, "port spec must be an object");
-      return env.Undefined();
-    }
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o;
     PortConfig c;
-    std::string mac, ip, kind;
-    double vni, mtu, rate;
-    if (!GetString(o, "name", &c.name) || !GetString(o, "netns", &c.netns) ||
-        !GetNumber(o, "vni", 0, 0xffffff, &vni) || !GetString(o, "mac", &mac) ||
-        !ParseMac(env, mac, &c.mac) || !GetString(o, "ipv4", &ip) || !ParseIpv4(env, ip, &c.ip) ||
-        !GetString(o, "kind", &kind) || !GetBool(o, "persistent", &c.persistent) ||
-        !GetNumber(o, "mtu", 576, 65535, &mtu) || !GetNumber(o, "rateBitsPerSec", 0, 1e15, &rate))
+    std::string kind;
+    if (!ArgObject(info, 0, "port spec", &o) ||
+        !GetString(o, "name", &c.name, &limits::kNameLength) || !GetString(o, "netns", &c.netns) ||
+        !GetNumber(o, "vni", limits::kVni, &c.vni) || !GetMac(o, "mac", &c.mac) ||
+        !GetIpv4(o, "ipv4", &c.ip) || !GetString(o, "kind", &kind) ||
+        !GetBool(o, "persistent", &c.persistent) || !GetNumber(o, "mtu", limits::kMtu, &c.mtu) ||
+        !GetNumber(o, "rateBitsPerSec", limits::kRateBitsPerSec, &c.rate_bits_per_sec))
       return env.Undefined();
     if (kind != "pod" && kind != "host") {
-      ThrowType(env, "kind must be \"pod\" or \"host\"");
+      ThrowType(env, "kind must be \"pod\" or \"host\", got " + kind);
       return env.Undefined();
     }
     c.kind = kind == "pod" ? PortKind::kPod : PortKind::kHost;
-    c.vni = static_cast<uint32_t>(vni);
-    c.mtu = static_cast<int>(mtu);
-    c.rate_bits_per_sec = static_cast<uint64_t>(rate);
     uint32_t id = 0;
     std::string err = sw_->AddPort(c, &id);
     if (!err.empty()) {
@@ -195,17 +116,7 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
   }
 
   bool PortId(const Napi::CallbackInfo& info, uint32_t* id) {
-    if (info.Length() < 1 || !info[0].IsNumber()) {
-      ThrowType(info.Env(), "port id must be a number");
-      return false;
-    }
-    double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d < kMaxPorts)) {
-      ThrowError(info.Env(), "no port " + std::to_string(d));
-      return false;
-    }
-    *id = static_cast<uint32_t>(d);
-    return true;
+    return ArgNumber(info, 0, "port id", limits::kPortId, id);
   }
 
   Napi::Value Result(Napi::Env env, const std::string& err) {
@@ -216,82 +127,65 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t id;
-    if (!Ready(env) || !PortId(info, &id)) return env.Undefined();
-    bool destroy = info.Length() > 1 && info[1].ToBoolean().Value();
+    bool destroy;
+    if (!Ready(env) || !PortId(info, &id) || !ArgBool(info, 1, "destroy", &destroy))
+      return env.Undefined();
     return Result(env, sw_->RemovePort(id, destroy));
   }
 
   Napi::Value SetPortVni(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint32_t id;
-    if (!Ready(env) || !PortId(info, &id)) return env.Undefined();
-    if (info.Length() < 2 || !info[1].IsNumber()) {
-      ThrowType(env, "vni must be a number");
+    uint32_t id, vni;
+    if (!Ready(env) || !PortId(info, &id) || !ArgNumber(info, 1, "vni", limits::kVni, &vni))
       return env.Undefined();
-    }
-    double vni = info[1].As<Napi::Number>().DoubleValue();
-    if (!(vni >= 0 && vni <= 0xffffff)) {
-      Napi::RangeError::New(env, "vni out of range").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    return Result(env, sw_->SetPortVni(id, static_cast<uint32_t>(vni)));
+    return Result(env, sw_->SetPortVni(id, vni));
   }
 
   Napi::Value SetPortRate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t id;
-    if (!Ready(env) || !PortId(info, &id)) return env.Undefined();
-    if (info.Length() < 2 || !info[1].IsNumber() ||
-        !(info[1].As<Napi::Number>().DoubleValue() >= 0)) {
-      ThrowType(env, "rate must be a non-negative number");
+    uint64_t rate;
+    if (!Ready(env) || !PortId(info, &id) ||
+        !ArgNumber(info, 1, "rateBitsPerSec", limits::kRateBitsPerSec, &rate))
       return env.Undefined();
-    }
-    return Result(
-        env, sw_->SetPortRate(id, static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue())));
+    return Result(env, sw_->SetPortRate(id, rate));
   }
 
   Napi::Value SetGlobalVnis(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Ready(env)) return env.Undefined();
-    if (info.Length() < 1 || !info[0].IsArray()) {
-      ThrowType(env, "expected an array of VNIs");
-      return env.Undefined();
-    }
-    Napi::Array a = info[0].As<Napi::Array>();
+    Napi::Array a;
+    if (!Ready(env) || !ArgArray(info, 0, "vnis", &a)) return env.Undefined();
     std::vector<uint32_t> vnis;
     for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value v = a.Get(i);
-      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0 && d <= 0xffffff)) {
-        ThrowType(env, "VNIs must be numbers from 0 to 16777215");
+      uint32_t v;
+      if (!Number(env, a.Get(i), "vnis[" + std::to_string(i) + "]", limits::kVni, &v))
         return env.Undefined();
-      }
-      vnis.push_back(static_cast<uint32_t>(d));
+      vnis.push_back(v);
     }
     sw_->SetGlobalVnis(vnis);
     return env.Undefined();
   }
 
+  Napi::Value Reaches(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t from, to;
+    if (!Ready(env) || !ArgNumber(info, 0, "fromVni", limits::kVni, &from) ||
+        !ArgNumber(info, 1, "toVni", limits::kVni, &to))
+      return env.Undefined();
+    return Napi::Boolean::New(env, sw_->Reaches(from, to));
+  }
+
   Napi::Value SetPeers(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Ready(env)) return env.Undefined();
-    if (info.Length() < 1 || !info[0].IsArray()) {
-      ThrowType(env, "expected an array of peers");
-      return env.Undefined();
-    }
-    Napi::Array a = info[0].As<Napi::Array>();
+    Napi::Array a;
+    if (!Ready(env) || !ArgArray(info, 0, "peers", &a)) return env.Undefined();
     std::vector<std::pair<uint32_t, PeerInfo>> peers;
     for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsObject()) {
-        ThrowType(env, "peer must be an object");
-        return env.Undefined();
-      }
-      std::string ip;
+      Napi::Object o;
       uint32_t addr;
       PeerInfo p;
-      if (!GetString(v.As<Napi::Object>(), "ip", &ip) || !ParseIpv4(env, ip, &addr) ||
-          !GetBool(v.As<Napi::Object>(), "checksummed", &p.checksummed))
+      if (!Object(env, a.Get(i), "peers[" + std::to_string(i) + "]", &o) ||
+          !GetIpv4(o, "ip", &addr) || !GetBool(o, "checksummed", &p.checksummed))
         return env.Undefined();
       peers.emplace_back(addr, p);
     }
@@ -301,26 +195,16 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
 
   Napi::Value UpdateRemotes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Ready(env)) return env.Undefined();
     std::vector<Endpoint> add;
-    if (info.Length() < 2 || !ParseEndpoints(env, info[0], &add)) {
-      if (!env.IsExceptionPending()) ThrowType(env, "updateRemotes(add, remove)");
+    Napi::Array a;
+    if (!Ready(env) || !ParseEndpoints(env, info[0], "add", &add) ||
+        !ArgArray(info, 1, "remove", &a))
       return env.Undefined();
-    }
-    if (!info[1].IsArray()) {
-      ThrowType(env, "remove must be an array of MACs");
-      return env.Undefined();
-    }
-    Napi::Array a = info[1].As<Napi::Array>();
     std::vector<Mac> remove;
     for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value v = a.Get(i);
       Mac m;
-      if (!v.IsString()) {
-        ThrowType(env, "remove must be an array of MACs");
+      if (!UnicastMac(env, a.Get(i), "remove[" + std::to_string(i) + "]", &m))
         return env.Undefined();
-      }
-      if (!ParseMac(env, v.As<Napi::String>().Utf8Value(), &m)) return env.Undefined();
       remove.push_back(m);
     }
     sw_->UpdateRemotes(add, remove);
@@ -329,12 +213,8 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
 
   Napi::Value ReplaceRemotes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Ready(env)) return env.Undefined();
     std::vector<Endpoint> all;
-    if (info.Length() < 1 || !ParseEndpoints(env, info[0], &all)) {
-      if (!env.IsExceptionPending()) ThrowType(env, "replaceRemotes(all)");
-      return env.Undefined();
-    }
+    if (!Ready(env) || !ParseEndpoints(env, info[0], "all", &all)) return env.Undefined();
     sw_->ReplaceRemotes(all);
     return env.Undefined();
   }
@@ -412,25 +292,20 @@ class ProbeWrap : public Napi::ObjectWrap<ProbeWrap> {
 
   explicit ProbeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProbeWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) {
-      ThrowType(env, "probe options must be an object");
-      return;
-    }
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o;
     std::string netns, err;
-    if (!GetString(o, "netns", &netns)) return;
-    if (o.Has("ifname")) {
+    if (!ArgObject(info, 0, "probe options", &o) || !GetString(o, "netns", &netns)) return;
+    bool frames = o.Has("ifname");
+    if (env.IsExceptionPending()) return;
+    if (frames) {
       std::string ifname;
-      if (!GetString(o, "ifname", &ifname)) return;
+      if (!GetString(o, "ifname", &ifname, &limits::kNameLength)) return;
       err = Probe::OpenFrames(netns, ifname, &probe_);
     } else {
-      std::string ip;
       uint32_t addr;
-      double port;
-      if (!GetString(o, "ip", &ip) || !ParseIpv4(env, ip, &addr) ||
-          !GetNumber(o, "port", 0, 65535, &port))
-        return;
-      err = Probe::OpenDatagrams(netns, addr, static_cast<uint16_t>(port), &probe_);
+      uint16_t port;
+      if (!GetIpv4(o, "ip", &addr) || !GetNumber(o, "port", limits::kUdpPort, &port)) return;
+      err = Probe::OpenDatagrams(netns, addr, port, &probe_);
     }
     if (!err.empty()) ThrowError(env, "cannot open probe: " + err);
   }
@@ -438,21 +313,16 @@ class ProbeWrap : public Napi::ObjectWrap<ProbeWrap> {
  private:
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsBuffer()) {
-      ThrowType(env, "send(data: Buffer, ip?, port?)");
+    if (!info[0].IsBuffer()) {
+      ThrowType(env, "data must be a Buffer");
       return env.Undefined();
     }
     auto buf = info[0].As<Napi::Buffer<uint8_t>>();
     uint32_t ip = 0;
     uint16_t port = 0;
-    if (info.Length() >= 3) {
-      if (!info[1].IsString() || !info[2].IsNumber()) {
-        ThrowType(env, "send(data: Buffer, ip: string, port: number)");
-        return env.Undefined();
-      }
-      if (!ParseIpv4(env, info[1].As<Napi::String>().Utf8Value(), &ip)) return env.Undefined();
-      port = static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value());
-    }
+    if (info.Length() >= 3 &&
+        (!Ipv4(env, info[1], "ip", &ip) || !ArgNumber(info, 2, "port", limits::kUdpPort, &port)))
+      return env.Undefined();
     std::string err = probe_.Send(buf.Data(), buf.Length(), ip, port);
     if (!err.empty()) ThrowError(env, err);
     return env.Undefined();
@@ -483,6 +353,10 @@ class ProbeWrap : public Napi::ObjectWrap<ProbeWrap> {
   Probe probe_;
 };
 
+Napi::Value Limits(const Napi::CallbackInfo& info) {
+  return LimitsObject(info.Env());
+}
+
 Napi::Value DropReasons(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(info.Env(), kNumDrops);
   for (size_t d = 0; d < kNumDrops; ++d) a.Set(static_cast<uint32_t>(d), kDropNames[d]);
@@ -496,6 +370,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Switch", overlay::SwitchWrap::Define(env));
   exports.Set("Probe", overlay::ProbeWrap::Define(env));
   exports.Set("dropReasons", Napi::Function::New(env, overlay::DropReasons));
+  exports.Set("limits", Napi::Function::New(env, overlay::Limits));
   return exports;
 }
 

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "switch_limits.h"
+
 namespace overlay {
 
 enum class Drop : uint32_t {
@@ -20,8 +22,6 @@ inline constexpr const char* kDropNames[] = {
 #include "drop_reasons.def"
 #undef X
 };
-
-constexpr uint32_t kMaxPorts = 1024;
 
 using Counter = std::atomic<uint64_t>;
 

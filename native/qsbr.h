@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-namespace overlay {
+#include "switch_limits.h"
 
-constexpr int kMaxWorkers = 16;
+namespace overlay {
 
 class Qsbr {
  public:

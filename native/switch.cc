@@ -88,9 +88,7 @@ void Switch::PublishRemotes() {
 
 void Switch::PublishPolicy() {
   auto policy = std::make_shared<PolicyTable>();
-  std::vector<std::pair<uint32_t, uint8_t>> globals;
-  for (uint32_t v : global_vnis_) globals.emplace_back(v + 1, 1);
-  policy->global_vnis = FlatMap<uint32_t, uint8_t>(globals);
+  policy->global_vnis = VniSet(global_vnis_);
   policy->peers = FlatMap<uint32_t, PeerInfo>(peers_);
   Tables next = *tables_.load();
   next.policy = policy;
@@ -215,6 +213,14 @@ void Switch::ReplaceRemotes(const std::vector<Endpoint>& all) {
   remotes_.clear();
   for (const Endpoint& e : all) remotes_[e.mac] = e;
   PublishRemotes();
+}
+
+bool Switch::Reaches(uint32_t from, uint32_t to) {
+  // Holding mu_ keeps the control side from publishing, so the version read here cannot be
+  // retired (and freed) under us; packet threads never take mu_ and are not slowed.
+  std::lock_guard<std::mutex> lock(mu_);
+  const Tables* t = tables_.load();
+  return t != nullptr && t->policy->Allowed(from, to);
 }
 
 CounterSnapshot Switch::Counters() {

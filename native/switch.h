@@ -72,6 +72,9 @@ class Switch {
   void UpdateRemotes(const std::vector<Endpoint>& add, const std::vector<Mac>& remove);
   void ReplaceRemotes(const std::vector<Endpoint>& all);
   CounterSnapshot Counters();
+  // PolicyTable::Allowed on the published tables: whether a frame from a port on `from` may be
+  // delivered to a port on `to`. A read; false once closed.
+  bool Reaches(uint32_t from, uint32_t to);
   Features GetFeatures() const { return features_; }
   void Close();
 

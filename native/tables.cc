@@ -8,7 +8,7 @@ std::shared_ptr<const PortTable> BuildPortTable(const PortTable& base) {
   auto t = std::make_shared<PortTable>();
   std::vector<std::pair<Mac, Endpoint>> macs;
   std::vector<std::pair<uint32_t, Endpoint>> ips;
-  std::vector<std::pair<uint32_t, uint8_t>> vnis;
+  std::vector<uint32_t> vnis;
   for (uint32_t i = 0; i < kMaxPorts; ++i) {
     t->ports[i] = base.ports[i];
     const Port& p = base.ports[i];
@@ -16,11 +16,11 @@ std::shared_ptr<const PortTable> BuildPortTable(const PortTable& base) {
     Endpoint e{p.vni, p.mac, p.ip, 0, static_cast<uint16_t>(i)};
     macs.emplace_back(p.mac, e);
     ips.emplace_back(p.ip, e);
-    vnis.emplace_back(p.vni + 1, 1);
+    vnis.push_back(p.vni);
   }
   t->by_mac = FlatMap<Mac, Endpoint>(macs);
   t->by_ip = FlatMap<uint32_t, Endpoint>(ips);
-  t->vnis = FlatMap<uint32_t, uint8_t>(vnis);
+  t->vnis = VniSet(vnis);
   return t;
 }
 

@@ -14,6 +14,7 @@
 #include "counters.h"
 #include "packet.h"
 #include "qsbr.h"
+#include "switch_limits.h"
 
 namespace overlay {
 
@@ -80,6 +81,27 @@ class FlatMap {
   size_t size_ = 0;
 };
 
+// A set of VNIs, built once and then only read. VNI 0 is a valid VNI but FlatMap reserves key 0
+// for empty slots, so the set stores each VNI plus one; that shift stays inside this type.
+class VniSet {
+ public:
+  VniSet() = default;
+  explicit VniSet(const std::vector<uint32_t>& vnis) {
+    std::vector<std::pair<uint32_t, uint8_t>> keys;
+    keys.reserve(vnis.size());
+    for (uint32_t v : vnis) keys.emplace_back(Key(v), 1);
+    map_ = FlatMap<uint32_t, uint8_t>(keys);
+  }
+
+  bool Contains(uint32_t vni) const { return map_.Find(Key(vni)) != nullptr; }
+  size_t size() const { return map_.size(); }
+
+ private:
+  // VNIs are 24 bits (switch_limits.h), so the key never wraps to 0.
+  static uint32_t Key(uint32_t vni) { return vni + 1; }
+  FlatMap<uint32_t, uint8_t> map_;
+};
+
 enum class PortKind : uint8_t { kPod, kHost };
 
 // Per-port token bucket for the perf tier's upper bandwidth limit on what a pod sends. It shapes
@@ -109,7 +131,7 @@ struct Port {
   bool limited = false;  // the bucket has a rate
   uint16_t mtu = 0;
   int fds[kMaxWorkers] = {};  // one queue of the multi-queue TAP per packet thread
-  char name[16] = {};
+  char name[kMaxIfName + 1] = {};
 };
 
 // A MAC or IPv4 the switch can deliver to: a local port or a remote endpoint behind a VTEP.
@@ -125,7 +147,7 @@ struct PortTable {
   Port ports[kMaxPorts];
   FlatMap<Mac, Endpoint> by_mac;  // local ports only
   FlatMap<uint32_t, Endpoint> by_ip;
-  FlatMap<uint32_t, uint8_t> vnis;  // VNIs with at least one local port
+  VniSet vnis;  // VNIs with at least one local port
 };
 
 struct RemoteTable {
@@ -139,10 +161,11 @@ struct PeerInfo {
 
 struct PolicyTable {
   FlatMap<uint32_t, PeerInfo> peers;  // underlay IPv4 (network order) -> peer
-  FlatMap<uint32_t, uint8_t> global_vnis;
+  VniSet global_vnis;
 
-  bool IsGlobal(uint32_t vni) const { return global_vnis.Find(vni + 1) != nullptr; }
-  // Frames cross VNIs only to or from a global VNI.
+  bool IsGlobal(uint32_t vni) const { return global_vnis.Contains(vni); }
+  // The reach rule, the only copy of it: frames cross VNIs only to or from a global VNI.
+  // Switch::Reaches exposes it to JavaScript.
   bool Allowed(uint32_t from, uint32_t to) const {
     return from == to || IsGlobal(from) || IsGlobal(to);
   }

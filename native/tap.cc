@@ -11,9 +11,12 @@
 #include <cstring>
 
 #include "netns.h"
+#include "switch_limits.h"
 
 namespace overlay {
 namespace {
+
+static_assert(kMaxIfName == IFNAMSIZ - 1, "switch_limits.h disagrees with the kernel's IFNAMSIZ");
 
 // TUN_F_USO4/6 (Linux 6.2): missing from older <linux/if_tun.h>; the kernel takes them only
 // together.
@@ -50,7 +53,7 @@ std::string ConfigureLink(const TapSpec& spec) {
 }
 
 std::string OpenHere(const TapSpec& spec, TapDevice* out) {
-  if (spec.name.empty() || spec.name.size() >= IFNAMSIZ) return "bad interface name";
+  if (spec.name.empty() || spec.name.size() > kMaxIfName) return "bad interface name";
   for (int q = 0; q < spec.queues; ++q) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {

@@ -403,7 +403,7 @@ void Worker::Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const u
   const uint8_t* frame = d + sizeof(VxlanHdr);
   size_t flen = len - sizeof(VxlanHdr);
   const auto* eth = reinterpret_cast<const EthHdr*>(frame);
-  if (t.ports->vnis.Find(vni + 1) == nullptr && !t.policy->IsGlobal(vni)) {
+  if (!t.ports->vnis.Contains(vni) && !t.policy->IsGlobal(vni)) {
     c_.Count(Drop::kVxlanUnknownVni);
     return;
   }

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "coalesce.h"
 #include "encap.h"
 #include "frames.h"
@@ -36,27 +37,23 @@
 namespace overlay::bench {
 namespace {
 
+using args::ArgNumber;
+using args::ArgString;
+
 constexpr uint32_t kVni = 100;
 
 void Throw(Napi::Env env, const std::string& msg) {
   Napi::Error::New(env, msg).ThrowAsJavaScriptException();
 }
 
-bool NumberArg(const Napi::CallbackInfo& info, size_t i, double min, double max, double* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= min && d <= max)) {
-    Napi::RangeError::New(info.Env(), "argument " + std::to_string(i) + " out of range")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = d;
-  return true;
-}
+// The benchmarks' own argument ranges (not the switch's limits, so limits() does not export
+// them); read with the addon's readers (args.h).
+constexpr Range kLookupEntries{1, 65536};
+constexpr Range kLookupsPerCall{1, 1 << 20};
+constexpr Range kEncapFrames{1, 200};
+constexpr Range kSegmentPayload{1, 65483};
+constexpr Range kGsoSize{88, 9000};
+constexpr Range kBurstSegments{2, 64};
 
 uint32_t Ip(const char* s) {
   in_addr a{};
@@ -168,8 +165,9 @@ class LookupBench : public Napi::ObjectWrap<LookupBench> {
 
   // new LookupBench(entries, lookupsPerCall)
   explicit LookupBench(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LookupBench>(info) {
-    double entries, lookups;
-    if (!NumberArg(info, 0, 1, 65536, &entries) || !NumberArg(info, 1, 1, 1 << 20, &lookups))
+    uint32_t entries, lookups;
+    if (!ArgNumber(info, 0, "entries", kLookupEntries, &entries) ||
+        !ArgNumber(info, 1, "lookups", kLookupsPerCall, &lookups))
       return;
     std::vector<Endpoint> remotes;
     for (uint32_t i = 0; i < entries; ++i) {
@@ -184,8 +182,8 @@ class LookupBench : public Napi::ObjectWrap<LookupBench> {
     simple_ = std::make_unique<SimpleMacTables>(remotes);
     // Destination MACs as they sit in frames, picked uniformly among the entries.
     uint32_t x = 12345;
-    queries_.resize(static_cast<size_t>(lookups) * 6);
-    for (size_t q = 0; q < static_cast<size_t>(lookups); ++q) {
+    queries_.resize(size_t{lookups} * 6);
+    for (size_t q = 0; q < lookups; ++q) {
       x ^= x << 13;
       x ^= x >> 17;
       x ^= x << 5;
@@ -239,13 +237,10 @@ class EncapBench : public Napi::ObjectWrap<EncapBench> {
   // hands them to a TAP with TUN_F_CSUM), no GSO.
   explicit EncapBench(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncapBench>(info) {
     Napi::Env env = info.Env();
-    double count;
-    if (info.Length() < 1 || !info[0].IsString() || !NumberArg(info, 1, 1, 200, &count)) {
-      Napi::TypeError::New(env, "new EncapBench(\"udp\" | \"tcp\", frames)")
-          .ThrowAsJavaScriptException();
+    std::string kind;
+    size_t count;
+    if (!ArgString(info, 0, "kind", &kind) || !ArgNumber(info, 1, "frames", kEncapFrames, &count))
       return;
-    }
-    std::string kind = info[0].As<Napi::String>().Utf8Value();
     std::string err = net_.Open();
     if (!err.empty()) {
       Throw(env, "underlay: " + err);
@@ -282,7 +277,7 @@ class EncapBench : public Napi::ObjectWrap<EncapBench> {
     }
     field_ = h_.csum_start + h_.csum_offset;
     std::memcpy(&pseudo_, frame.data() + field_, 2);
-    frames_.assign(static_cast<size_t>(count), frame);
+    frames_.assign(count, frame);
     timed_ = net_.Encap(net_.sockets.gso, net_.timed);
     check_ = net_.Encap(net_.sockets.gso, net_.check);
   }
@@ -354,14 +349,17 @@ class SegmentBench : public Napi::ObjectWrap<SegmentBench> {
   // bytes) with a virtio-net header asking for TSO, as a pod's kernel writes it into its TAP.
   explicit SegmentBench(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SegmentBench>(info) {
     Napi::Env env = info.Env();
-    double payload, mss;
-    if (!NumberArg(info, 0, 1, 65483, &payload) || !NumberArg(info, 1, 88, 9000, &mss)) return;
+    size_t payload;
+    uint16_t mss;
+    if (!ArgNumber(info, 0, "payload", kSegmentPayload, &payload) ||
+        !ArgNumber(info, 1, "gsoSize", kGsoSize, &mss))
+      return;
     std::string err = net_.Open();
     if (!err.empty()) {
       Throw(env, "underlay: " + err);
       return;
     }
-    std::vector<uint8_t> p = Pattern(static_cast<size_t>(payload), 3);
+    std::vector<uint8_t> p = Pattern(payload, 3);
     TcpSpec s;
     s.src = 0x0a58ac100001;
     s.dst = 0x0a58ac100101;
@@ -380,7 +378,7 @@ class SegmentBench : public Napi::ObjectWrap<SegmentBench> {
     h_.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     h_.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
     h_.hdr_len = static_cast<uint16_t>(frame_.size() - p.size());
-    h_.gso_size = static_cast<uint16_t>(mss);
+    h_.gso_size = mss;
     h_.csum_start = sizeof(EthHdr) + sizeof(Ipv4Hdr);
     h_.csum_offset = 16;
     segments_ = (p.size() + h_.gso_size - 1) / h_.gso_size;
@@ -470,16 +468,11 @@ class CoalesceBench : public Napi::ObjectWrap<CoalesceBench> {
   // entry, and calls connect().
   explicit CoalesceBench(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CoalesceBench>(info) {
     Napi::Env env = info.Env();
-    double segs;
-    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString() ||
-        !NumberArg(info, 2, 2, 64, &segs)) {
-      Napi::TypeError::New(env, "new CoalesceBench(netnsPath, device, segments)")
-          .ThrowAsJavaScriptException();
+    std::string netns, device;
+    if (!ArgString(info, 0, "netnsPath", &netns) || !ArgString(info, 1, "device", &device) ||
+        !ArgNumber(info, 2, "segments", kBurstSegments, &segs_))
       return;
-    }
-    segs_ = static_cast<size_t>(segs);
-    std::string err =
-        peer_.Open(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
+    std::string err = peer_.Open(netns, device);
     if (!err.empty()) Throw(env, err);
   }
 

@@ -177,7 +177,7 @@ inline Env& GetEnv() {
     auto policy = std::make_shared<PolicyTable>();
     policy->peers =
         FlatMap<uint32_t, PeerInfo>({{e->peer_a, PeerInfo{true}}, {e->peer_b, PeerInfo{false}}});
-    policy->global_vnis = FlatMap<uint32_t, uint8_t>({{kVniGlobal + 1, 1}});
+    policy->global_vnis = VniSet({kVniGlobal});
     e->tables.policy = policy;
     return e;
   }();

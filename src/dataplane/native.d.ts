@@ -2,16 +2,55 @@
  * Raw signatures of the C++ addon (build/Release/overlay_switch.node), declared once.
  * Nothing outside src/dataplane imports this file: use the typed `Switch` in ./switch.ts,
  * which validates every argument before it reaches native code.
+ *
+ * JS validates, C++ asserts: every number below is bounded by `NativeLimits` (the addon's
+ * `limits()`), and the addon checks each argument again. A broken promise reaches JS as a
+ * TypeError (wrong type) or RangeError (outside a limit, named in the message), never as a
+ * crash. Errors of the switch itself (a duplicate MAC, an unknown port) are plain Errors with
+ * code "ERR_OVERLAY_SWITCH".
  */
+
+/** An inclusive range of a `NativeLimits` entry. */
+export interface NativeRange {
+  min: number;
+  max: number;
+  /** True: fractions are refused. False: they are accepted and truncated toward zero. */
+  integer: boolean;
+}
+
+/**
+ * The addon's absolute limits, defined once in native/switch_limits.h: what the native side
+ * sizes its tables by and asserts. Relational rules are not limits and are not here: a port's
+ * MTU at most the underlay MTU - 50 is TypeScript policy, kept in ./switch.ts.
+ */
+export interface NativeLimits {
+  /** Packet threads per switch. */
+  workers: NativeRange;
+  /** UDP ports: the switch's VXLAN port, and a datagram probe's. */
+  udpPort: NativeRange;
+  /** The underlay MTU, and a port's MTU. */
+  mtu: NativeRange;
+  /** Every VNI argument: 24 bits (RFC 7348 section 5). */
+  vni: NativeRange;
+  /** Port ids; a switch holds at most max - min + 1 ports at once. */
+  portId: NativeRange;
+  /** Interface names (a port's, a frame probe's), in UTF-8 bytes: IFNAMSIZ - 1 at most. */
+  nameLength: NativeRange;
+  /** A port's upper bandwidth limit, bit/s; 0 = none. */
+  rateBitsPerSec: NativeRange;
+}
 
 export interface NativeSwitchOptions {
   /** Underlay IPv4 address the VXLAN socket binds to, dotted quad. */
   underlayIp: string;
-  /** UDP port for VXLAN, sent and received (RFC 7348 section 5: 4789). */
+  /** UDP port for VXLAN, sent and received (RFC 7348 section 5: 4789); in limits().udpPort. */
   port: number;
   /** Path of a network namespace (e.g. /var/run/netns/x) to open the underlay sockets in, or "". */
   netns: string;
-  /** Packet threads; each owns one queue of every multi-queue TAP and one receive socket. */
+  /**
+   * Packet threads, in limits().workers; each owns one queue of every multi-queue TAP and one
+   * receive socket.
+   */
   workers: number;
   /**
    * Ask the kernel for TAP super-frames (TUNSETOFFLOAD CSUM + TSO4, and USO where it has it).
@@ -19,15 +58,16 @@ export interface NativeSwitchOptions {
    * `checksummed`, not this.
    */
   offloads: boolean;
-  /** Underlay MTU; non-GSO inner frames above it minus 50 are dropped as oversize. */
+  /** Underlay MTU, in limits().mtu; non-GSO inner frames above it minus 50 are dropped as oversize. */
   underlayMtu: number;
 }
 
 export interface NativePortSpec {
-  /** Interface name inside the namespace (IFNAMSIZ-1 = 15 bytes at most). */
+  /** Interface name inside the namespace; its UTF-8 length in limits().nameLength. */
   name: string;
   /** Network namespace path the TAP lives in, or "" for the switch's own. */
   netns: string;
+  /** In limits().vni. */
   vni: number;
   mac: string;
   ipv4: string;
@@ -35,12 +75,14 @@ export interface NativePortSpec {
   kind: "pod" | "host";
   /** TUNSETPERSIST: the device outlives the process, and a later addPort with its name re-attaches. */
   persistent: boolean;
+  /** In limits().mtu; the typed Switch also keeps it at most underlayMtu - 50. */
   mtu: number;
-  /** Upper bandwidth limit for frames the port sends, bits per second; 0 = none. */
+  /** Upper bandwidth limit for frames the port sends, bits per second, in limits().rateBitsPerSec; 0 = none. */
   rateBitsPerSec: number;
 }
 
 export interface NativeRemote {
+  /** In limits().vni. */
   vni: number;
   mac: string;
   ipv4: string;
@@ -98,8 +140,10 @@ export interface NativeFeatures {
   workers: number;
 }
 
+/** Port ids (`id`) are in limits().portId, VNIs in limits().vni, rates in limits().rateBitsPerSec. */
 export declare class NativeSwitch {
   constructor(options: NativeSwitchOptions);
+  /** Returns the new port's id. */
   addPort(spec: NativePortSpec): number;
   removePort(id: number, destroy: boolean): void;
   setPortVni(id: number, vni: number): void;
@@ -110,6 +154,13 @@ export declare class NativeSwitch {
   updateRemotes(add: NativeRemote[], remove: string[]): void;
   /** Replaces every remote endpoint with `all`, as one table version. */
   replaceRemotes(all: NativeRemote[]): void;
+  /**
+   * Whether a frame from a port on `fromVni` may be delivered to a port on `toVni`: the same
+   * VNI, or either is global (setGlobalVnis). Runs the packet path's own rule
+   * (PolicyTable::Allowed) on the currently published tables; a read on the calling thread that
+   * the packet threads never wait for.
+   */
+  reaches(fromVni: number, toVni: number): boolean;
   counters(): NativeCounters;
   features(): NativeFeatures;
   close(): void;
@@ -118,12 +169,12 @@ export declare class NativeSwitch {
 export type NativeProbeOptions =
   /** Frame probe: an AF_PACKET socket on `ifname` (e.g. a pod's eth0) in `netns` ("" = own). */
   | { netns: string; ifname: string }
-  /** Datagram probe: a UDP socket bound to ip:port in `netns` (e.g. a fake peer VTEP). */
+  /** Datagram probe: a UDP socket bound to ip:port (port in limits().udpPort) in `netns` (e.g. a fake peer VTEP). */
   | { netns: string; ip: string; port: number };
 
 export declare class NativeProbe {
   constructor(options: NativeProbeOptions);
-  /** Sends a frame, or a datagram to ip:port (datagram probes). */
+  /** Sends a frame, or a datagram to ip:port (datagram probes; port in limits().udpPort). */
   send(data: Buffer, ip?: string, port?: number): void;
   /** Blocks up to timeoutMs (default 1000) for one frame or datagram; null on timeout. */
   receive(timeoutMs?: number): { data: Buffer; from?: string } | null;
@@ -134,4 +185,6 @@ export interface NativeBinding {
   Switch: typeof NativeSwitch;
   Probe: typeof NativeProbe;
   dropReasons(): string[];
+  /** The limits of native/switch_limits.h; a new object at each call. */
+  limits(): NativeLimits;
 }

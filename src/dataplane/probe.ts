@@ -6,6 +6,16 @@
 import { isIPv4 } from "node:net";
 import { loadNative } from "./load.js";
 import type { NativeProbe } from "./native.js";
+import { switchLimits } from "./switch.js";
+
+function checkPort(port: number): void {
+  const { min, max } = switchLimits().udpPort;
+  if (!Number.isInteger(port) || port < min || port > max) {
+    throw new RangeError(
+      `port must be an integer from ${min} to ${max} (switchLimits().udpPort), got ${port}`,
+    );
+  }
+}
 
 export interface Received {
   data: Buffer;
@@ -28,8 +38,7 @@ export class Probe {
   /** A UDP socket bound to ip:port inside the namespace at `netns`. */
   static datagrams(netns: string, ip: string, port: number): Probe {
     if (!isIPv4(ip)) throw new TypeError(`ip must be an IPv4 address, got ${ip}`);
-    if (!Number.isInteger(port) || port < 0 || port > 65535)
-      throw new RangeError(`port out of range: ${port}`);
+    checkPort(port);
     return new Probe(new (loadNative().Probe)({ netns, ip, port }));
   }
 
@@ -40,8 +49,13 @@ export class Probe {
 
   /** Sends one frame (frame probe), or one datagram to ip:port (datagram probe). */
   send(data: Buffer, to?: { ip: string; port: number }): void {
-    if (to) this.n.send(data, to.ip, to.port);
-    else this.n.send(data);
+    if (to === undefined) {
+      this.n.send(data);
+      return;
+    }
+    if (!isIPv4(to.ip)) throw new TypeError(`ip must be an IPv4 address, got ${to.ip}`);
+    checkPort(to.port);
+    this.n.send(data, to.ip, to.port);
   }
 
   /** Waits up to timeoutMs for the next frame or datagram; null when none came. Blocks. */

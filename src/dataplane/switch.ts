@@ -1,29 +1,88 @@
 /**
  * The data plane as TypeScript sees it: one `Switch` per node, owning packet threads of its own.
  * Every method is synchronous and cheap (it publishes a new table version and returns); no
- * method is called per packet. Arguments are validated here, so native code sees only sane values.
+ * method is called per packet.
+ *
+ * JS validates, C++ asserts: every argument is checked here, before native code, against the
+ * addon's own limits (`switchLimits()`, defined once in native/switch_limits.h) and against the
+ * relational rules that are TypeScript policy (a port's MTU at most the underlay MTU - 50). A bad
+ * argument is a TypeError (wrong type or form) or a RangeError naming the limit. The addon
+ * asserts the same limits again, so a call that got past this file still cannot crash it.
  */
 import { isIPv4 } from "node:net";
 import { loadNative } from "./load.js";
-import type { NativeCounters, NativeFeatures, NativeSwitch } from "./native.js";
+import type { NativeCounters, NativeFeatures, NativeLimits, NativeSwitch } from "./native.js";
 
-export type { NativeCounters as SwitchCounters, NativeFeatures as SwitchFeatures } from "./native.js";
+export type {
+  NativeCounters as SwitchCounters,
+  NativeFeatures as SwitchFeatures,
+  NativeLimits as SwitchLimits,
+  NativeRange as SwitchLimit,
+} from "./native.js";
 
 /** The VXLAN port assigned by IANA (RFC 7348 section 5). */
 export const VXLAN_PORT = 4789;
-/** Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) bytes (RFC 7348 section 5). */
+/**
+ * Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) bytes (RFC 7348 section 5). A port's MTU
+ * is at most the underlay MTU less this: a rule of this file, not a native limit.
+ */
 export const VXLAN_OVERHEAD = 50;
-export const MAX_VNI = 0xffffff;
+
+let limits: Readonly<NativeLimits> | undefined;
+
+/**
+ * The data plane's absolute limits, as the addon exports them (native/switch_limits.h): what
+ * every Switch argument is checked against. Code validating its own options before they reach a
+ * Switch (the agent's flags) uses these rather than literals. Loads the addon on first use; the
+ * result is frozen.
+ */
+export function switchLimits(): Readonly<NativeLimits> {
+  if (limits === undefined) {
+    const raw = loadNative().limits();
+    for (const range of Object.values(raw)) Object.freeze(range);
+    limits = Object.freeze(raw);
+  }
+  return limits;
+}
+
+function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * Returns `value` when it is a number inside the limit `name`, narrowed to at most `policy.max`
+ * when a TypeScript rule says so; throws a TypeError for a non-number and a RangeError naming the
+ * limit (and the rule) otherwise.
+ */
+function checkLimit(
+  value: unknown,
+  what: string,
+  name: keyof NativeLimits,
+  policy?: { max: number; rule: string },
+): number {
+  const limit = switchLimits()[name];
+  if (typeof value !== "number") throw new TypeError(`${what} must be a number, got ${show(value)}`);
+  const narrowed = policy !== undefined && policy.max < limit.max;
+  const max = narrowed ? policy.max : limit.max;
+  if (!(value >= limit.min && value <= max) || (limit.integer && !Number.isInteger(value))) {
+    const kind = limit.integer ? "an integer" : "a number";
+    const source = `switchLimits().${name}${narrowed ? `, and ${policy.rule}` : ""}`;
+    throw new RangeError(`${what} must be ${kind} from ${limit.min} to ${max} (${source}), got ${value}`);
+  }
+  return value;
+}
 
 export interface SwitchOptions {
   underlayIp: string;
+  /** UDP port for VXLAN, in switchLimits().udpPort; default VXLAN_PORT. */
   port?: number;
   /** Open the underlay sockets inside this network namespace (path), instead of the caller's. */
   netns?: string;
-  /** Packet threads; default: one per CPU, at most 4. */
+  /** Packet threads, in switchLimits().workers; default 2. */
   workers?: number;
   /** TAP super-frames (TSO); default true. Off only for tests and comparisons. */
   offloads?: boolean;
+  /** In switchLimits().mtu; default 1500. */
   underlayMtu?: number;
 }
 
@@ -38,7 +97,7 @@ export interface PortOptions {
   /** "pod" (default) enforces source MAC and IPv4; "host" is the node's own gateway port. */
   kind?: "pod" | "host";
   persistent?: boolean;
-  /** Interface MTU; default underlay MTU - 50. */
+  /** Interface MTU, in switchLimits().mtu and at most underlay MTU - 50 (the default). */
   mtu?: number;
   /** Upper bandwidth limit of frames the port sends, bit/s; 0 or absent = unlimited. */
   rateBitsPerSec?: number;
@@ -58,11 +117,40 @@ export interface Peer {
 }
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+/** A rule of this file on top of the length limit: characters every tool takes unquoted. */
+const IFNAME_RE = /^[A-Za-z0-9_.-]*$/;
 
-function checkVni(vni: number, what = "vni"): void {
-  if (!Number.isInteger(vni) || vni < 0 || vni > MAX_VNI) {
-    throw new RangeError(`${what} must be an integer from 0 to ${MAX_VNI}, got ${String(vni)}`);
+function checkVni(vni: unknown, what = "vni"): void {
+  checkLimit(vni, what, "vni");
+}
+
+function checkPortId(id: unknown): void {
+  checkLimit(id, "port id", "portId");
+}
+
+function checkName(name: unknown, what: string): void {
+  if (typeof name !== "string") throw new TypeError(`${what} must be a string, got ${show(name)}`);
+  const { min, max } = switchLimits().nameLength;
+  const bytes = Buffer.byteLength(name);
+  if (bytes < min || bytes > max) {
+    throw new RangeError(
+      `${what} must be ${min} to ${max} bytes long (switchLimits().nameLength), got ${bytes}: ${show(name)}`,
+    );
+  }
+  if (!IFNAME_RE.test(name)) throw new TypeError(`${what} must be of [A-Za-z0-9_.-], got ${show(name)}`);
+}
+
+function checkObject(value: unknown, what: string): void {
+  if (typeof value !== "object" || value === null) throw new TypeError(`${what} must be an object`);
+}
+
+function checkArray(value: unknown, what: string): void {
+  if (!Array.isArray(value)) throw new TypeError(`${what} must be an array, got ${show(value)}`);
+}
+
+function checkOptional(value: unknown, type: "string" | "boolean", what: string): void {
+  if (value !== undefined && typeof value !== type) {
+    throw new TypeError(`${what} must be a ${type}, got ${show(value)}`);
   }
 }
 
@@ -80,6 +168,7 @@ function checkUnicastMac(mac: string, what = "mac"): void {
 }
 
 function checkRemote(r: RemoteEndpoint): void {
+  checkObject(r, "remote endpoint");
   checkVni(r.vni);
   checkUnicastMac(r.mac);
   checkIPv4(r.ipv4, "ipv4");
@@ -91,18 +180,13 @@ export class Switch {
   private native: NativeSwitch | undefined;
 
   constructor(options: SwitchOptions) {
+    checkObject(options, "Switch options");
     checkIPv4(options.underlayIp, "underlayIp");
-    const port = options.port ?? VXLAN_PORT;
-    if (!Number.isInteger(port) || port < 1 || port > 65535)
-      throw new RangeError(`port out of range: ${port}`);
-    const workers = options.workers ?? 2;
-    if (!Number.isInteger(workers) || workers < 1 || workers > 16) {
-      throw new RangeError(`workers must be 1..16, got ${workers}`);
-    }
-    this.underlayMtu = options.underlayMtu ?? 1500;
-    if (!Number.isInteger(this.underlayMtu) || this.underlayMtu < 576 || this.underlayMtu > 65535) {
-      throw new RangeError(`underlayMtu out of range: ${this.underlayMtu}`);
-    }
+    const port = checkLimit(options.port ?? VXLAN_PORT, "port", "udpPort");
+    checkOptional(options.netns, "string", "netns");
+    const workers = checkLimit(options.workers ?? 2, "workers", "workers");
+    checkOptional(options.offloads, "boolean", "offloads");
+    this.underlayMtu = checkLimit(options.underlayMtu ?? 1500, "underlayMtu", "mtu");
     const { Switch: NativeSwitchClass } = loadNative();
     this.native = new NativeSwitchClass({
       underlayIp: options.underlayIp,
@@ -121,20 +205,23 @@ export class Switch {
 
   /** Creates (or re-attaches, when persistent) a TAP device and returns its port id. */
   addPort(p: PortOptions): number {
-    if (typeof p.name !== "string" || !IFNAME_RE.test(p.name)) {
-      throw new TypeError(`port name must be 1-15 of [A-Za-z0-9_.-], got ${String(p.name)}`);
-    }
+    checkObject(p, "port options");
+    checkName(p.name, "port name");
+    checkOptional(p.netns, "string", "netns");
     checkVni(p.vni);
     checkUnicastMac(p.mac);
     checkIPv4(p.ipv4, "ipv4");
-    const mtu = p.mtu ?? this.underlayMtu - VXLAN_OVERHEAD;
-    if (!Number.isInteger(mtu) || mtu < 576 || mtu > this.underlayMtu - VXLAN_OVERHEAD) {
-      throw new RangeError(
-        `mtu must be 576..${this.underlayMtu - VXLAN_OVERHEAD} (underlay MTU - 50), got ${mtu}`,
-      );
+    if (p.kind !== undefined && p.kind !== "pod" && p.kind !== "host") {
+      throw new TypeError(`kind must be "pod" or "host", got ${show(p.kind)}`);
     }
-    const rate = p.rateBitsPerSec ?? 0;
-    if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rateBitsPerSec must be >= 0, got ${rate}`);
+    checkOptional(p.persistent, "boolean", "persistent");
+    // Policy, not a native limit: a frame of the port's MTU must fit the underlay once wrapped.
+    const podMax = this.underlayMtu - VXLAN_OVERHEAD;
+    const mtu = checkLimit(p.mtu ?? podMax, "mtu", "mtu", {
+      max: podMax,
+      rule: `at most underlayMtu ${this.underlayMtu} - ${VXLAN_OVERHEAD}`,
+    });
+    const rate = checkLimit(p.rateBitsPerSec ?? 0, "rateBitsPerSec", "rateBitsPerSec");
     return this.n.addPort({
       name: p.name,
       netns: p.netns ?? "",
@@ -150,45 +237,71 @@ export class Switch {
 
   /** Detaches a port; `destroy` also deletes a persistent device (a plain one dies with its fd). */
   removePort(id: number, options: { destroy?: boolean } = {}): void {
+    checkPortId(id);
+    checkObject(options, "removePort options");
+    checkOptional(options.destroy, "boolean", "destroy");
     this.n.removePort(id, options.destroy ?? true);
   }
 
   /** Moves a running port to another VNI: how namespaces are joined and isolated. */
   setPortVni(id: number, vni: number): void {
+    checkPortId(id);
     checkVni(vni);
     this.n.setPortVni(id, vni);
   }
 
   setPortRate(id: number, rateBitsPerSec: number): void {
-    if (!Number.isFinite(rateBitsPerSec) || rateBitsPerSec < 0)
-      throw new RangeError("rateBitsPerSec must be >= 0");
-    this.n.setPortRate(id, Math.floor(rateBitsPerSec));
+    checkPortId(id);
+    const rate = checkLimit(rateBitsPerSec, "rateBitsPerSec", "rateBitsPerSec");
+    this.n.setPortRate(id, Math.floor(rate));
   }
 
   /** VNIs whose ports reach, and are reached by, every VNI (the gateway's, cluster services'). */
   setGlobalVnis(vnis: number[]): void {
+    checkArray(vnis, "global vnis");
     for (const v of vnis) checkVni(v, "global vni");
     this.n.setGlobalVnis([...new Set(vnis)]);
   }
 
+  /**
+   * Whether a frame from a port on `fromVni` may be delivered to a port on `toVni`: the same VNI,
+   * or either one global (setGlobalVnis). The switch answers with its own rule on the tables it
+   * forwards with now; the packet path does not notice the call.
+   */
+  reaches(fromVni: number, toVni: number): boolean {
+    checkVni(fromVni, "fromVni");
+    checkVni(toVni, "toVni");
+    return this.n.reaches(fromVni, toVni);
+  }
+
   /** The peer VTEPs; VXLAN from any other source is dropped and counted. */
   setPeers(peers: Peer[]): void {
-    for (const p of peers) checkIPv4(p.ip, "peer ip");
+    checkArray(peers, "peers");
+    for (const p of peers) {
+      checkObject(p, "peer");
+      checkIPv4(p.ip, "peer ip");
+      checkOptional(p.checksummed, "boolean", "checksummed");
+    }
     this.n.setPeers(peers.map((p) => ({ ip: p.ip, checksummed: p.checksummed ?? true })));
   }
 
   updateRemotes(add: RemoteEndpoint[], remove: string[] = []): void {
+    checkArray(add, "added remotes");
+    checkArray(remove, "removed macs");
     add.forEach(checkRemote);
     remove.forEach((m) => checkUnicastMac(m, "removed mac"));
     this.n.updateRemotes(
-      add.map((r) => ({ ...r, mac: r.mac.toLowerCase() })),
+      add.map((r) => ({ vni: r.vni, mac: r.mac.toLowerCase(), ipv4: r.ipv4, vtep: r.vtep })),
       remove.map((m) => m.toLowerCase()),
     );
   }
 
   replaceRemotes(all: RemoteEndpoint[]): void {
+    checkArray(all, "remotes");
     all.forEach(checkRemote);
-    this.n.replaceRemotes(all.map((r) => ({ ...r, mac: r.mac.toLowerCase() })));
+    this.n.replaceRemotes(
+      all.map((r) => ({ vni: r.vni, mac: r.mac.toLowerCase(), ipv4: r.ipv4, vtep: r.vtep })),
+    );
   }
 
   counters(): NativeCounters {

@@ -1,11 +1,26 @@
 /**
- * The Switch's TypeScript surface: argument validation before native code, refusals the native
- * side makes (duplicate MAC or IPv4, unknown port ids, a closed switch), bulk remote updates, and
- * persistent ports that outlive their switch and are re-attached by the next one.
+ * The Switch's TypeScript surface: argument validation before native code against the addon's
+ * own limits (switchLimits()), the raw addon asserting the same limits (an Error, never a
+ * crash), the reach rule as the switch answers it (reaches()), refusals the native side makes
+ * (duplicate MAC or IPv4, unknown port ids, a closed switch), bulk remote updates, and persistent
+ * ports that outlive their switch and are re-attached by the next one.
+ *
+ * The limits and reach tests need no root: their switch binds to 127.0.0.1 on a free port and
+ * gets no device. The rest builds network namespaces and TAP devices, and skips without root.
  */
+import { createSocket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadNative } from "../../src/dataplane/load.js";
 import { Probe } from "../../src/dataplane/probe.js";
-import { Switch, type PortOptions, type RemoteEndpoint } from "../../src/dataplane/switch.js";
+import {
+  Switch,
+  VXLAN_OVERHEAD,
+  switchLimits,
+  type PortOptions,
+  type RemoteEndpoint,
+  type SwitchLimits,
+  type SwitchOptions,
+} from "../../src/dataplane/switch.js";
 import { World, podMac } from "../kit/netns/index.js";
 import { ARP_REPLY, ETHERTYPE_ARP, arpRequestFrame, parseArp, parseEthernet, udpFrame } from "./packets.js";
 import { expectWithin } from "../helpers/timing.js";
@@ -16,6 +31,211 @@ if (!isRoot) console.warn("api.unit.test.ts: skipped, network namespaces and TAP
 const NODE_IP = "10.252.0.1";
 const VTEP = "10.252.0.2";
 const RED = 100;
+const BLUE = 200;
+/** A VNI made global with setGlobalVnis (the cluster's, GLOBAL_VNI of src/model, is 1 too). */
+const GLOBAL = 1;
+
+/** A UDP port of 127.0.0.1 nobody holds right now. */
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket("udp4");
+  await new Promise<void>((resolve) => s.bind(0, "127.0.0.1", resolve));
+  const { port } = s.address();
+  await new Promise<void>((resolve) => s.close(resolve));
+  return port;
+}
+
+/** `f` throws a RangeError whose message names the limit as switchLimits().<name>. */
+function expectRefused(f: () => unknown, name: keyof SwitchLimits, what: string): void {
+  let error: unknown;
+  try {
+    f();
+  } catch (e) {
+    error = e;
+  }
+  expect(error, what).toBeInstanceOf(RangeError);
+  expect((error as Error).message, what).toContain(`switchLimits().${name}`);
+}
+
+describe("limits, on a switch bound to 127.0.0.1", () => {
+  const locals: Switch[] = [];
+
+  async function localSwitch(options: Partial<SwitchOptions> = {}): Promise<Switch> {
+    const sw = new Switch({ underlayIp: "127.0.0.1", port: await freeUdpPort(), workers: 1, ...options });
+    locals.push(sw);
+    return sw;
+  }
+
+  afterAll(() => {
+    for (const sw of locals) sw.close();
+  });
+
+  const spec = (): PortOptions => ({ name: "eth0", vni: RED, mac: "0a:58:0a:07:00:02", ipv4: "10.7.0.2" });
+  const remote = (): RemoteEndpoint => ({ vni: RED, mac: "0a:58:0a:08:00:02", ipv4: "10.8.0.2", vtep: VTEP });
+
+  it("switchLimits() is the addon's limits(), frozen", () => {
+    const l = switchLimits();
+    expect(l).toEqual(loadNative().limits());
+    expect(Object.isFrozen(l) && Object.values(l).every((r) => Object.isFrozen(r))).toBe(true);
+    expect(l.vni).toEqual({ min: 0, max: 0xffffff, integer: true }); // 24 bits, RFC 7348
+    expect(l.udpPort).toEqual({ min: 1, max: 65535, integer: true });
+    expect(l.nameLength.max).toBe(15); // IFNAMSIZ - 1
+    expect(l.rateBitsPerSec.integer).toBe(false);
+  });
+
+  it("refuses a value just outside each limit with a RangeError naming it, creating nothing", async () => {
+    const l = switchLimits();
+    const options = { underlayIp: "127.0.0.1", port: await freeUdpPort() };
+    for (const workers of [l.workers.min - 1, l.workers.max + 1]) {
+      expectRefused(() => new Switch({ ...options, workers }), "workers", `workers ${workers}`);
+    }
+    for (const port of [l.udpPort.min - 1, l.udpPort.max + 1]) {
+      expectRefused(() => new Switch({ ...options, port }), "udpPort", `port ${port}`);
+    }
+    for (const underlayMtu of [l.mtu.min - 1, l.mtu.max + 1]) {
+      expectRefused(() => new Switch({ ...options, underlayMtu }), "mtu", `underlayMtu ${underlayMtu}`);
+    }
+
+    const sw = await localSwitch();
+    const long = "n".repeat(l.nameLength.max + 1);
+    for (const name of ["", long]) {
+      expectRefused(() => sw.addPort({ ...spec(), name }), "nameLength", `name ${JSON.stringify(name)}`);
+    }
+    // Bytes, not characters: 8 two-byte characters are 16 bytes.
+    expectRefused(() => sw.addPort({ ...spec(), name: "é".repeat(8) }), "nameLength", "name of 16 bytes");
+    expectRefused(() => sw.addPort({ ...spec(), mtu: l.mtu.min - 1 }), "mtu", "port mtu");
+    for (const vni of [l.vni.min - 1, l.vni.max + 1]) {
+      expectRefused(() => sw.addPort({ ...spec(), vni }), "vni", `addPort vni ${vni}`);
+      expectRefused(() => sw.setPortVni(0, vni), "vni", `setPortVni ${vni}`);
+      expectRefused(() => sw.setGlobalVnis([RED, vni]), "vni", `setGlobalVnis ${vni}`);
+      expectRefused(() => sw.reaches(vni, RED), "vni", `reaches from ${vni}`);
+      expectRefused(() => sw.reaches(RED, vni), "vni", `reaches to ${vni}`);
+      expectRefused(() => sw.updateRemotes([{ ...remote(), vni }]), "vni", `updateRemotes ${vni}`);
+      expectRefused(() => sw.replaceRemotes([{ ...remote(), vni }]), "vni", `replaceRemotes ${vni}`);
+    }
+    for (const rate of [l.rateBitsPerSec.min - 1, l.rateBitsPerSec.max + 1]) {
+      expectRefused(
+        () => sw.addPort({ ...spec(), rateBitsPerSec: rate }),
+        "rateBitsPerSec",
+        `addPort rate ${rate}`,
+      );
+      expectRefused(() => sw.setPortRate(0, rate), "rateBitsPerSec", `setPortRate ${rate}`);
+    }
+    for (const id of [l.portId.min - 1, l.portId.max + 1]) {
+      expectRefused(() => sw.removePort(id), "portId", `removePort ${id}`);
+      expectRefused(() => sw.setPortVni(id, RED), "portId", `setPortVni id ${id}`);
+    }
+    expect(sw.counters().ports).toEqual([]);
+  });
+
+  it("accepts a value just inside the workers, MTU, VNI and port id limits", async () => {
+    const l = switchLimits();
+    for (const workers of [l.workers.min, l.workers.max]) {
+      expect((await localSwitch({ workers })).features().workers).toBe(workers);
+    }
+    for (const underlayMtu of [l.mtu.min, l.mtu.max]) {
+      expect((await localSwitch({ underlayMtu })).underlayMtu).toBe(underlayMtu);
+    }
+    const sw = await localSwitch();
+    expect(sw.reaches(l.vni.min, l.vni.max)).toBe(false);
+    sw.setGlobalVnis([l.vni.min, l.vni.max]);
+    sw.updateRemotes([{ ...remote(), vni: l.vni.max }]);
+    sw.replaceRemotes([{ ...remote(), vni: l.vni.min }]);
+    // In range, so the switch itself answers: there is no such port.
+    for (const id of [l.portId.min, l.portId.max]) {
+      expect(() => sw.setPortVni(id, l.vni.max)).toThrow(new RegExp(`^no port ${id}$`));
+    }
+    // Name length, port MTU, rate and UDP port: the root tests below (they make a device).
+  });
+
+  it("the raw addon refuses what is out of range with an Error, and does not crash", async () => {
+    const native = loadNative();
+    const l = native.limits();
+    const ok = {
+      underlayIp: "127.0.0.1",
+      port: await freeUdpPort(),
+      netns: "",
+      workers: 1,
+      offloads: true,
+      underlayMtu: 1500,
+    };
+    expect(() => new native.Switch({ ...ok, workers: l.workers.max + 1 })).toThrow(RangeError);
+    expect(() => new native.Switch({ ...ok, workers: l.workers.max + 1 })).toThrow(/limits\(\)\.workers/);
+    expect(() => new native.Switch({ ...ok, port: l.udpPort.min - 1 })).toThrow(/limits\(\)\.udpPort/);
+    expect(() => new native.Switch({ ...ok, underlayMtu: 1500.5 })).toThrow(RangeError);
+    expect(() => new native.Switch({ ...ok, underlayMtu: "1500" as unknown as number })).toThrow(TypeError);
+    // A getter that throws: its error comes through as is.
+    const throwing = Object.defineProperty({ ...ok }, "workers", {
+      get: () => {
+        throw new Error("from a getter");
+      },
+    });
+    expect(() => new native.Switch(throwing)).toThrow("from a getter");
+
+    const raw = new native.Switch(ok);
+    try {
+      expect(() => raw.reaches(RED, l.vni.max + 1)).toThrow(/limits\(\)\.vni/);
+      expect(() => raw.setGlobalVnis([RED, -1])).toThrow(RangeError);
+      expect(() => raw.setPortRate(0, l.rateBitsPerSec.max * 2)).toThrow(/limits\(\)\.rateBitsPerSec/);
+      expect(() => raw.setPortVni(l.portId.max + 1, RED)).toThrow(/limits\(\)\.portId/);
+      const port = {
+        name: "n".repeat(l.nameLength.max + 1),
+        netns: "",
+        vni: RED,
+        mac: "0a:58:0a:07:00:02",
+        ipv4: "10.7.0.2",
+        kind: "pod" as const,
+        persistent: false,
+        mtu: 1450,
+        rateBitsPerSec: 0,
+      };
+      expect(() => raw.addPort(port)).toThrow(/limits\(\)\.nameLength/);
+      expect(() => raw.addPort({ ...port, name: "eth0", mtu: l.mtu.max + 1 })).toThrow(/limits\(\)\.mtu/);
+      // A sparse array's length is not its size: read element by element, the first is refused.
+      expect(() => raw.replaceRemotes(new Array<never>(2 ** 32 - 1))).toThrow(TypeError);
+      expect(raw.reaches(RED, RED)).toBe(true);
+      expect(raw.counters().ports).toEqual([]);
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+describe("the reach rule, as the switch answers it", () => {
+  let sw: Switch;
+
+  beforeAll(async () => {
+    sw = new Switch({ underlayIp: "127.0.0.1", port: await freeUdpPort(), workers: 1 });
+  });
+  afterAll(() => sw.close());
+
+  it("lets a VNI reach itself and not another isolated VNI; a global VNI reaches and is reached by any", () => {
+    expect(sw.reaches(RED, RED)).toBe(true);
+    expect(sw.reaches(RED, BLUE)).toBe(false);
+    expect(sw.reaches(GLOBAL, RED)).toBe(false); // nothing is global yet
+    sw.setGlobalVnis([GLOBAL]);
+    expect(sw.reaches(GLOBAL, RED)).toBe(true);
+    expect(sw.reaches(BLUE, GLOBAL)).toBe(true);
+    expect(sw.reaches(GLOBAL, GLOBAL)).toBe(true);
+    expect(sw.reaches(RED, BLUE)).toBe(false);
+  });
+
+  it("changes its answer when setGlobalVnis changes the set", () => {
+    sw.setGlobalVnis([BLUE]);
+    expect(sw.reaches(RED, BLUE)).toBe(true);
+    expect(sw.reaches(BLUE, RED)).toBe(true);
+    expect(sw.reaches(GLOBAL, RED)).toBe(false);
+    sw.setGlobalVnis([]);
+    expect(sw.reaches(RED, BLUE)).toBe(false);
+    expect(sw.reaches(RED, RED)).toBe(true);
+    // The ends of the VNI range as global VNIs (0 is the key a flat map cannot hold unshifted).
+    sw.setGlobalVnis([0]);
+    expect(sw.reaches(0, RED)).toBe(true);
+    expect(sw.reaches(RED, 1)).toBe(false);
+    sw.setGlobalVnis([0xffffff]);
+    expect(sw.reaches(RED, 0xffffff)).toBe(true);
+    expect(sw.reaches(0, RED)).toBe(false);
+  });
+});
 
 describe.skipIf(!isRoot)("Switch API", () => {
   let world: World | undefined;
@@ -114,8 +334,8 @@ describe.skipIf(!isRoot)("Switch API", () => {
           [{ vni: 0x1000000 }, RangeError],
           [{ vni: 1.5 }, RangeError],
           [{ vni: Number.NaN }, RangeError],
-          [{ name: "" }, TypeError],
-          [{ name: "a".repeat(16) }, TypeError],
+          [{ name: "" }, RangeError],
+          [{ name: "a".repeat(16) }, RangeError],
           [{ name: "eth/0" }, TypeError],
           [{ name: "eth 0" }, TypeError],
           [{ name: 7 }, TypeError],
@@ -131,6 +351,34 @@ describe.skipIf(!isRoot)("Switch API", () => {
       }
       expect(sw.counters().ports).toEqual([]);
       expect(await links("pv")).toEqual(["lo"]);
+    });
+
+    it("accepts the ends of the UDP port limit", () => {
+      const { min, max } = switchLimits().udpPort;
+      for (const port of [min, max]) {
+        const s = new Switch({ underlayIp: NODE_IP, netns: w().nsPath("node"), port });
+        s.close();
+      }
+    });
+
+    it("accepts a value just inside the name length, MTU and rate limits, and refuses an MTU past underlay - 50", async () => {
+      const l = switchLimits();
+      const name = "n".repeat(l.nameLength.max);
+      const id = sw.addPort({ ...base(), name, mtu: l.mtu.min, rateBitsPerSec: l.rateBitsPerSec.max });
+      try {
+        expect(await links("pv")).toEqual(["lo", name]);
+        sw.setPortRate(id, l.rateBitsPerSec.max);
+        sw.setPortVni(id, l.vni.max);
+        expect(sw.counters().ports).toMatchObject([{ id, name, vni: l.vni.max }]);
+      } finally {
+        sw.removePort(id, { destroy: true });
+      }
+      // The relational rule is TypeScript policy: named as such, inside the absolute limit.
+      const podMax = sw.underlayMtu - VXLAN_OVERHEAD;
+      expectRefused(() => sw.addPort({ ...base(), mtu: podMax + 1 }), "mtu", "mtu past underlay - 50");
+      expect(() => sw.addPort({ ...base(), mtu: podMax + 1 })).toThrow(/underlayMtu 1500 - 50/);
+      sw.removePort(sw.addPort({ ...base(), mtu: podMax }), { destroy: true });
+      expect(await waitForLinks("pv", ["lo"])).toEqual(["lo"]);
     });
 
     it("rejects bad arguments to the other methods", () => {
