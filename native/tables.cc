@@ -58,8 +58,12 @@ uint64_t TokenBucket::Wait(uint64_t now_ns) {
   } else if (now_ns > last && last_ns.compare_exchange_strong(last, now_ns)) {
     // One thread wins each refill interval; the cap is applied loosely (a race can overshoot
     // the burst by one refill, which only matters at microsecond scale).
-    uint64_t elapsed = std::min<uint64_t>(now_ns - last, 1000000000ULL);
-    int64_t add = static_cast<int64_t>(elapsed * rate / 1000000000ULL);
+    constexpr uint64_t kSecond = 1000000000ULL;
+    uint64_t elapsed = std::min<uint64_t>(now_ns - last, kSecond);
+    // elapsed * rate / kSecond, split so no product exceeds 64 bits at any rate up to
+    // limits::kRateBitsPerSec (elapsed * rate overflows from about 147 Gbit/s).
+    int64_t add =
+        static_cast<int64_t>(rate / kSecond * elapsed + rate % kSecond * elapsed / kSecond);
     int64_t cur = tokens.fetch_add(add, std::memory_order_relaxed) + add;
     int64_t cap = burst.load(std::memory_order_relaxed);
     if (cur > cap) tokens.store(cap, std::memory_order_relaxed);
