@@ -84,11 +84,6 @@ export function computeVnis(
   return vnis;
 }
 
-/** Whether a frame from a port on `fromVni` may be delivered to a port on `toVni`. */
-export function vniReaches(fromVni: number, toVni: number): boolean {
-  return fromVni === toVni || fromVni === GLOBAL_VNI || toVni === GLOBAL_VNI;
-}
-
 export function nextFreeVni(used: Iterable<number>): number {
   const taken = new Set(used);
   for (let vni = FIRST_VNI; vni <= MAX_VNI; vni++) if (!taken.has(vni)) return vni;
