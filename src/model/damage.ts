@@ -6,7 +6,7 @@
  * and rewriting it would decide the namespace's VNI without knowing it. So every namespace
  * mutation that must read or write a damaged record fails at once with DAMAGED_RECORD, naming the
  * record and what to run ("dctl network overlay check <network> --repair", see check.ts), and
- * VNI allocation keeps off the VNI a damaged record still holds where that can be read.
+ * VNI allocation never hands out a VNI the pods of a damaged namespace may still be on (below).
  *
  * Damaged here means: not JSON, not a valid NamespaceRecord (records.ts), or a valid record whose
  * network or name is not the one its key says (it would be taken for another namespace). A record
@@ -15,7 +15,7 @@
  */
 import type { KeyValue, Store } from "../store/store.js";
 import { OverlayError } from "./errors.js";
-import { namespacesPrefix } from "./keys.js";
+import { namespaceEndpointsPrefix, namespacesPrefix } from "./keys.js";
 import { SCHEMA_VERSION, parseNamespace, type Entry, type NamespaceRecord } from "./records.js";
 
 /** A key under a network's namespace prefix whose record fails validation. */
@@ -110,15 +110,47 @@ export function damagedNamespaceOf(
 }
 
 /**
- * The VNIs damaged records may still hold, where they can be read: kept off VNI allocation, so
- * that the repair can give each its VNI back without putting it on another namespace's. Where the
- * VNI cannot be read, nothing can be kept off: the next free VNI may be one the record held. That
- * joins no pods: the agents program no VNI for the pods of a namespace without a valid record
- * (fail closed), so no port is on the old VNI; and the repair gives the namespace a fresh VNI
- * (see check.ts), never one another namespace holds.
+ * The VNIs damaged records may still hold, where they can be read: kept off VNI allocation. A
+ * running pod whose namespace record turned invalid keeps the VNI its port is on (the agents'
+ * reconcile never moves it: docs/ARCHITECTURE.md, "A pod's VNI"), so handing that VNI to another
+ * namespace would put that namespace's pods beside it; and the repair gives the namespace its VNI
+ * back (see check.ts).
+ *
+ * Where the VNI cannot be read (not JSON, no integer `vni`), nothing can be kept off: any free VNI
+ * may be the one its pods are still on. See damagedWithPods: allocation then refuses while such a
+ * namespace has pods, and goes on when it has none (no port can be on its old VNI then); the
+ * repair gives the namespace a fresh VNI, never one another namespace holds.
  */
 export function vnisHeldByDamaged(damage: ReadonlyMap<string, DamagedNamespace>): number[] {
   return [...damage.values()].flatMap((d) => (d.readableVni === undefined ? [] : [d.readableVni]));
+}
+
+/**
+ * The damaged records whose VNI cannot be read and whose namespace has endpoints on the network:
+ * their pods may still be on any VNI allocation could hand out (one list per such record; none
+ * while nothing is damaged).
+ */
+export async function damagedWithPods(
+  store: Store,
+  damage: ReadonlyMap<string, DamagedNamespace>,
+): Promise<DamagedNamespace[]> {
+  const found: DamagedNamespace[] = [];
+  for (const d of damage.values()) {
+    if (d.readableVni !== undefined) continue;
+    const { items } = await store.list(namespaceEndpointsPrefix(d.network, d.name));
+    if (items.length > 0) found.push(d);
+  }
+  return found;
+}
+
+/** The error of a VNI allocation refused because pods of a damaged namespace may hold any VNI. */
+export function unknownVniError(forWhom: string, held: readonly DamagedNamespace[]): OverlayError {
+  const d = held[0] as DamagedNamespace;
+  return new OverlayError(
+    "DAMAGED_RECORD",
+    `cannot give ${forWhom} a VNI of its own: namespace record ${d.name} of network ${d.network} is invalid: ${d.problem}; its pods may still be on the VNI it held, which cannot be read; run "dctl network overlay check ${d.network} --repair"`,
+    { network: d.network, namespace: d.name, key: d.kv.key, problem: d.problem },
+  );
 }
 
 /** The error of a mutation that meets a damaged record: it names it and says what to do. */

@@ -24,7 +24,9 @@ import type { Compare, Op, Store } from "../store/store.js";
 import {
   damagedNamespaceError,
   damagedNamespaceOf,
+  damagedWithPods,
   readNamespaceRecords,
+  unknownVniError,
   vnisHeldByDamaged,
   type DamagedNamespace,
 } from "./damage.js";
@@ -156,6 +158,17 @@ interface PlanContext {
    * it allocates keep off those vnisHeldByDamaged.
    */
   damaged: Map<string, DamagedNamespace>;
+  /** Damaged records whose VNI cannot be read while their namespace has pods (damagedWithPods). */
+  unknownVniHeldBy: DamagedNamespace[];
+}
+
+/**
+ * A VNI no namespace of the network holds and no damaged record may still hold (see damage.ts):
+ * refused while the pods of a damaged namespace may be on a VNI nobody can read.
+ */
+function freshVni(ctx: PlanContext, used: Iterable<number>, forWhom: string): number {
+  if (ctx.unknownVniHeldBy.length > 0) throw unknownVniError(forWhom, ctx.unknownVniHeldBy);
+  return nextFreeVni([...used, ...vnisHeldByDamaged(ctx.damaged)]);
 }
 
 /** Fails with the damaged record's error when the namespace's record fails validation. */
@@ -183,7 +196,8 @@ async function mutateNamespaces<T>(
       const net = await getNetwork(store, networkName);
       const records = await readNamespaceRecords(store, networkName);
       const { entries: namespaces, damaged } = records;
-      const { puts, result } = plan({ network: net.value, namespaces, damaged });
+      const unknownVniHeldBy = await damagedWithPods(store, damaged);
+      const { puts, result } = plan({ network: net.value, namespaces, damaged, unknownVniHeldBy });
       if (puts.length === 0) return result;
       const compares: Compare[] = [
         { key: networkKey(networkName), modRevision: net.kv.modRevision },
@@ -247,7 +261,7 @@ export async function ensureNamespace(
 ): Promise<NamespaceRecord> {
   checkNamespaceName(name);
   return mutateNamespaces(store, network, `registering namespace ${name}`, (ctx) => {
-    const { namespaces, damaged } = ctx;
+    const { namespaces } = ctx;
     requireUndamaged(ctx, name);
     const existing = namespaces.get(name)?.value;
     if (existing !== undefined) {
@@ -257,7 +271,7 @@ export async function ensureNamespace(
     }
     const vni = GLOBAL_BY_DEFAULT.includes(name)
       ? GLOBAL_VNI
-      : nextFreeVni([...usedVnis(namespaces), ...vnisHeldByDamaged(damaged)]);
+      : freshVni(ctx, usedVnis(namespaces), `namespace ${name}`);
     const created: NamespaceRecord = {
       schemaVersion: 1,
       network,
@@ -384,7 +398,7 @@ export async function isolateNamespaces(
       const vni = vniOf.get(e.value.name) as number;
       const shared = [...vniOf].some(([other, v]) => other !== e.value.name && v === vni);
       if (vni !== GLOBAL_VNI && !shared) continue;
-      const fresh = nextFreeVni([...vniOf.values(), ...vnisHeldByDamaged(ctx.damaged)]);
+      const fresh = freshVni(ctx, vniOf.values(), `namespace ${e.value.name}`);
       vniOf.set(e.value.name, fresh);
       puts.push({ ...e.value, vni: fresh });
     }

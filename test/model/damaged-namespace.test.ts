@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from "vitest";
 import {
-  GLOBAL_VNI,
   createEndpoint,
   createNetwork,
+  deleteEndpoint,
   deleteNamespace,
   ensureNamespace,
   isolateNamespaces,
@@ -237,9 +237,30 @@ describe.each(backends)("a damaged namespace record on $name", (backend) => {
       expect(e.namespace).toBe("coffee");
     });
 
-    it("with an unreadable VNI the next free one is handed out (tea's pods are on no VNI meanwhile)", async () => {
+    it("with an unreadable VNI no VNI is handed out while tea has pods (they may be on any)", async () => {
       await write(store, TEA, UNREADABLE);
-      expect((await ensureNamespace(store, "red", "milk", "pod")).vni).toBe(4100);
+      const e = await rejection(ensureNamespace(counting(store).store, "red", "milk", "pod"));
+      expect(e.code).toBe("DAMAGED_RECORD");
+      expect(e.message).toBe(
+        `cannot give namespace milk a VNI of its own: namespace record tea of network red is invalid: ${problemOf(UNREADABLE)}; its pods may still be on the VNI it held, which cannot be read; run "dctl network overlay check red --repair"`,
+      );
+      await joinNamespaces(store, "red", ["coffee", "default"]);
+      expect((await rejection(isolateNamespaces(store, "red", ["default"]))).message).toMatch(
+        /^cannot give namespace default a VNI of its own: namespace record tea of network red is invalid/,
+      );
+      // What needs no new VNI goes on: coffee's pods, and its group.
+      await createEndpoint(store, {
+        network: "red",
+        namespace: "coffee",
+        pod: "b",
+        node: "n1",
+        containerId: "c-b",
+      });
+      await makeNamespacesGlobal(store, "red", ["default"]);
+      // Once tea has no pod, no port can be on its old VNI: the lowest free VNI is handed out
+      // (4096, which default left for the global VNI).
+      await deleteEndpoint(store, { network: "red", namespace: "tea", pod: "t" });
+      expect((await ensureNamespace(store, "red", "milk", "pod")).vni).toBe(4096);
     });
   });
 });
