@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
+import { switchLimits } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
@@ -26,6 +27,14 @@ function listenAddress(value: string): { host: string; port: number } {
     throw new InvalidArgumentError("expected IPV4:PORT, e.g. 0.0.0.0:9464");
   }
   return { host: m[1] as string, port };
+}
+
+/** 1..the switch's own limit (the addon's limits()). */
+function workerCount(value: string): number {
+  const n = Number(value);
+  const max = switchLimits().workers.max;
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`expected 1..${max}`);
+  return n;
 }
 
 function positiveInt(value: string): number {
@@ -49,7 +58,7 @@ async function main(): Promise<void> {
       "--management-cidr <cidr>",
       "this node's management network (default: the underlay address's subnet)",
     )
-    .option("--workers <n>", "packet threads", positiveInt, 2)
+    .option("--workers <n>", "packet threads", workerCount, 2)
     .option("--lease-ttl <seconds>", "node registration lease", positiveInt, 10)
     .option(
       "--gc-grace <seconds>",

@@ -21,11 +21,11 @@ import {
   type SwitchLimits,
   type SwitchOptions,
 } from "../../src/dataplane/switch.js";
-import { World, podMac } from "../kit/netns/index.js";
+import { World, isRoot as runningAsRoot, podMac } from "../kit/netns/index.js";
 import { ARP_REPLY, ETHERTYPE_ARP, arpRequestFrame, parseArp, parseEthernet, udpFrame } from "./packets.js";
 import { expectWithin } from "../helpers/timing.js";
 
-const isRoot = process.getuid?.() === 0;
+const isRoot = runningAsRoot();
 if (!isRoot) console.warn("api.unit.test.ts: skipped, network namespaces and TAP devices need root");
 
 const NODE_IP = "10.252.0.1";

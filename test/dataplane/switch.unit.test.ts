@@ -16,7 +16,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Probe } from "../../src/dataplane/probe.js";
 import { dropReasons, Switch, type RemoteEndpoint } from "../../src/dataplane/switch.js";
-import { World, podMac } from "../kit/netns/index.js";
+import { World, isRoot as runningAsRoot, podMac } from "../kit/netns/index.js";
 import {
   ARP_REPLY,
   ARP_REQUEST,
@@ -46,7 +46,7 @@ import {
   type Endpoint,
 } from "./packets.js";
 
-const isRoot = process.getuid?.() === 0;
+const isRoot = runningAsRoot();
 if (!isRoot) console.warn("switch.unit.test.ts: skipped, network namespaces and TAP devices need root");
 
 const RED = 100;
