@@ -1,7 +1,12 @@
 /**
- * `dctl network overlay check <name> [--repair]`: the IPAM consistency check of model/check.ts.
- * Prints what it found (and with --repair what it did); exits 0 only when the network is
- * consistent (after the repair, with --repair).
+ * `dctl network overlay check <name> [--repair]`: the consistency check of model/check.ts (the
+ * IPAM records and endpoints, and the namespace records). Prints what it found (and with --repair
+ * what it did), one row per issue: its kind (leaked-address, missing-address,
+ * address-owner-mismatch, duplicate-address, block-of-unregistered-node,
+ * damaged-namespace-record), address, node and pod where it has them ("-" where not), and what is
+ * wrong; `-o json` prints the report's issues and repair outcomes as they are (a namespace
+ * record's issue has its `key` and `namespace`, a rebuilt record's outcome its `vni`). Exits 0
+ * only when the network is consistent (after the repair, with --repair).
  */
 import type { Command } from "commander";
 import {
@@ -53,8 +58,8 @@ export function renderCheck(
       ["PROBLEM", "ADDRESS", "NODE", "POD", "ACTION", "REASON"],
       repaired.map((r) => [
         r.issue.kind,
-        r.issue.ip,
-        r.issue.node,
+        r.issue.ip || "-",
+        r.issue.node || "-",
         r.issue.pod || "-",
         r.action,
         r.reason ?? "-",
@@ -68,7 +73,7 @@ export function renderCheck(
   }
   out += table(
     ["PROBLEM", "ADDRESS", "NODE", "POD", "DETAIL"],
-    report.issues.map((i) => [i.kind, i.ip, i.node, i.pod || "-", i.detail]),
+    report.issues.map((i) => [i.kind, i.ip || "-", i.node || "-", i.pod || "-", i.detail]),
   );
   return out;
 }
@@ -82,9 +87,12 @@ export function registerCheckCommand(program: Command, ctx: CliContext): void {
   overlay
     .command("check <name>")
     .description(
-      "check that addresses and endpoints agree: leaked and missing addresses, duplicates, blocks of unregistered nodes",
+      "check that addresses and endpoints agree and namespace records are valid: leaked and missing addresses, duplicates, blocks of unregistered nodes, damaged namespace records",
     )
-    .option("--repair", "release leaked addresses older than the grace period and recreate missing ones")
+    .option(
+      "--repair",
+      "release leaked addresses older than the grace period, recreate missing ones and rebuild damaged namespace records",
+    )
     .option(
       "--grace <seconds>",
       "with --repair: keep leaked addresses allocated less than this long ago",

@@ -1,22 +1,41 @@
 /**
- * The consistency check of one overlay network's address records and endpoints, as an IPAM
- * check: every endpoint must hold its address record, every address record must belong to an
- * endpoint, no two endpoints may share an address, and every block must belong to a registered
- * node.
+ * The consistency check of one overlay network's records. As an IPAM check: every endpoint must
+ * hold its address record, every address record must belong to an endpoint, no two endpoints may
+ * share an address, and every block must belong to a registered node. And every namespace record
+ * must be valid: a damaged one (not JSON, failing validation, or naming another namespace than
+ * its key, see damage.ts) leaves its pods on no VNI and makes every mutation of the namespace fail
+ * (a new pod of it cannot start) until it is rebuilt.
  *
  * Repair fixes what has one right answer, each in a transaction that re-checks the condition:
  *   - a leaked address (no endpoint holds it) older than the grace period is released, only if no
  *     endpoint of the network was written since the check read them;
  *   - a missing address record is recreated for its endpoint;
  *   - an address record owned by a container that holds no endpoint with it is given to the
- *     endpoint that does.
+ *     endpoint that does;
+ *   - a damaged namespace record is rebuilt, sources ["repair"], only if its key was not written
+ *     since the check read it and no namespace of the network was written since the repair read
+ *     them. It keeps its VNI when the damaged JSON still holds a readable one that is an isolated
+ *     VNI no other namespace holds (or the global VNI, for a namespace global by default);
+ *     otherwise it gets a fresh isolated VNI: never the global one unless the namespace is global
+ *     by default (fail closed), never one another namespace holds (a repair never joins). An
+ *     administrator joins or globalizes it again where that was meant.
  * Duplicate addresses (a pod must be restarted) and blocks of unregistered nodes (released by the
- * agents once the node has been gone for the grace period) are reported, not repaired.
+ * agents once the node has been gone for the grace period) are reported, not repaired; nor are
+ * namespace records of a newer schema version (a newer program's records: upgrade instead) or
+ * under a key that names no valid namespace (delete the key).
  */
 import type { Compare, Store } from "../store/store.js";
+import {
+  readNamespaceRecords,
+  vnisHeldByDamaged,
+  type DamagedNamespace,
+  type NamespaceRecords,
+} from "./damage.js";
 import { listAddresses, listBlocks } from "./ipam.js";
 import { listEndpoints } from "./endpoints.js";
-import { addressKey, endpointsPrefix } from "./keys.js";
+import { addressKey, endpointsPrefix, namespacesPrefix } from "./keys.js";
+import { checkNamespaceName } from "./names.js";
+import { FIRST_VNI, GLOBAL_BY_DEFAULT, GLOBAL_VNI, MAX_VNI, nextFreeVni } from "./namespaces.js";
 import { getNetwork } from "./network.js";
 import { listNodes } from "./nodes.js";
 import {
@@ -25,6 +44,7 @@ import {
   type AddressRecord,
   type EndpointRecord,
   type Entry,
+  type NamespaceRecord,
   type RecordProblem,
 } from "./records.js";
 
@@ -33,7 +53,8 @@ export type CheckIssueKind =
   | "missing-address"
   | "address-owner-mismatch"
   | "duplicate-address"
-  | "block-of-unregistered-node";
+  | "block-of-unregistered-node"
+  | "damaged-namespace-record";
 
 export const CHECK_ISSUE_KINDS: readonly CheckIssueKind[] = [
   "leaked-address",
@@ -41,27 +62,33 @@ export const CHECK_ISSUE_KINDS: readonly CheckIssueKind[] = [
   "address-owner-mismatch",
   "duplicate-address",
   "block-of-unregistered-node",
+  "damaged-namespace-record",
 ];
 
 export interface CheckIssue {
   kind: CheckIssueKind;
-  /** The store key the issue is about (the address, endpoint or block record). */
+  /** The store key the issue is about (the address, endpoint, block or namespace record). */
   key: string;
-  /** The address, or the block's CIDR. */
+  /** The address, or the block's CIDR; "" for a namespace record. */
   ip: string;
   node: string;
   /** namespace/pod of the endpoint or address owner, when there is one. */
   pod: string;
+  /** The namespace a namespace record's key names. */
+  namespace?: string;
   detail: string;
 }
 
-export type RepairAction = "released" | "recreated" | "owner-rewritten" | "kept" | "not-repairable";
+export type RepairAction =
+  "released" | "recreated" | "owner-rewritten" | "rebuilt" | "kept" | "not-repairable";
 
 export interface RepairOutcome {
   issue: CheckIssue;
   action: RepairAction;
-  /** Why an issue was kept or not repaired. */
+  /** Why an issue was kept or not repaired; for a rebuilt namespace record, which VNI and why. */
   reason?: string;
+  /** The VNI a rebuilt namespace record was given. */
+  vni?: number;
 }
 
 export interface CheckReport {
@@ -80,6 +107,14 @@ interface Snapshot {
   endpoints: Entry<EndpointRecord>[];
   addresses: Entry<AddressRecord>[];
   endpointsRevision: number;
+  namespaces: NamespaceRecords;
+}
+
+function damageDetail(d: DamagedNamespace): string {
+  const vni =
+    d.readableVni === undefined ? "its VNI cannot be read" : `its VNI ${d.readableVni} can still be read`;
+  const newer = d.newerSchema === undefined ? "" : "; written by a newer version of the overlay";
+  return `namespace record ${d.name} is invalid: ${d.problem}; ${vni}${newer}`;
 }
 
 const podOf = (x: { namespace: string; pod: string }): string => `${x.namespace}/${x.pod}`;
@@ -90,6 +125,7 @@ async function read(store: Store, network: string): Promise<Snapshot> {
   const addresses = await listAddresses(store, network);
   const blocks = await listBlocks(store, network);
   const nodes = await listNodes(store);
+  const namespaces = await readNamespaceRecords(store, network);
   const registered = new Set(nodes.entries.map((e) => e.value.name));
   const issues: CheckIssue[] = [];
 
@@ -160,6 +196,17 @@ async function read(store: Store, network: string): Promise<Snapshot> {
       detail: `block ${b.value.cidr} belongs to node ${b.value.node}, which is not registered`,
     });
   }
+  for (const d of namespaces.damaged.values()) {
+    issues.push({
+      kind: "damaged-namespace-record",
+      key: d.kv.key,
+      ip: "",
+      node: "",
+      pod: "",
+      namespace: d.name,
+      detail: damageDetail(d),
+    });
+  }
   const order = (i: CheckIssue): number => CHECK_ISSUE_KINDS.indexOf(i.kind);
   issues.sort((x, y) => order(x) - order(y) || (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
 
@@ -174,11 +221,18 @@ async function read(store: Store, network: string): Promise<Snapshot> {
       },
       issues,
       problems: [...endpoints.problems, ...addresses.problems, ...blocks.problems, ...nodes.problems],
-      revision: Math.max(endpoints.revision, addresses.revision, blocks.revision, nodes.revision),
+      revision: Math.max(
+        endpoints.revision,
+        addresses.revision,
+        blocks.revision,
+        nodes.revision,
+        namespaces.revision,
+      ),
     },
     endpoints: endpoints.entries,
     addresses: addresses.entries,
     endpointsRevision: endpoints.revision,
+    namespaces,
   };
 }
 
@@ -306,7 +360,95 @@ export async function repairNetwork(
       case "block-of-unregistered-node":
         done("not-repairable", "the agents release it once the node has been gone for the grace period");
         break;
+      case "damaged-namespace-record": {
+        const d = snap.namespaces.damaged.get(issue.namespace ?? "");
+        if (d === undefined) break;
+        const r = await rebuildNamespace(store, network, d);
+        outcomes.push({ issue, ...r });
+        break;
+      }
     }
   }
   return outcomes;
+}
+
+/** The VNI a rebuilt namespace record gets, and why (see the top of this file). */
+function vniForRebuilt(d: DamagedNamespace, current: NamespaceRecords): { vni: number; reason: string } {
+  const globalByDefault = GLOBAL_BY_DEFAULT.includes(d.name);
+  const fresh = (why: string) => {
+    const vni = nextFreeVni([
+      ...[...current.entries.values()].map((e) => e.value.vni),
+      ...vnisHeldByDamaged(current.damaged),
+    ]);
+    return { vni, reason: `${why}: isolated on a fresh VNI ${vni}` };
+  };
+  const old = d.readableVni;
+  if (old === undefined) {
+    return globalByDefault
+      ? {
+          vni: GLOBAL_VNI,
+          reason: `its VNI cannot be read: on the global VNI ${GLOBAL_VNI}, as ${d.name} is by default`,
+        }
+      : fresh("its VNI cannot be read");
+  }
+  if (old === GLOBAL_VNI) {
+    return globalByDefault
+      ? { vni: GLOBAL_VNI, reason: `kept its VNI ${GLOBAL_VNI} (global, as ${d.name} is by default)` }
+      : fresh(
+          `its VNI was the global VNI ${GLOBAL_VNI}, which a repair gives back only to a namespace global by default (make it global again if it should be)`,
+        );
+  }
+  if (old < FIRST_VNI || old > MAX_VNI) return fresh(`its VNI ${old} is outside ${FIRST_VNI}-${MAX_VNI}`);
+  const holders = [...current.entries.values()].filter((e) => e.value.vni === old).map((e) => e.value.name);
+  if (holders.length > 0) {
+    return fresh(
+      `its VNI ${old} is held by ${holders.sort().join(", ")} (join them again if they belong together)`,
+    );
+  }
+  return { vni: old, reason: `kept its VNI ${old}` };
+}
+
+/**
+ * Rebuilds one damaged namespace record in one transaction: only if its key still holds what the
+ * check read and no namespace of the network was written since the VNI was chosen.
+ */
+async function rebuildNamespace(
+  store: Store,
+  network: string,
+  seen: DamagedNamespace,
+): Promise<Pick<RepairOutcome, "action" | "reason" | "vni">> {
+  if (seen.newerSchema !== undefined) {
+    return {
+      action: "not-repairable",
+      reason: `written by a newer version of the overlay (schemaVersion ${seen.newerSchema}): upgrade dctl and overlayd rather than rebuild it`,
+    };
+  }
+  try {
+    checkNamespaceName(seen.name);
+  } catch {
+    return {
+      action: "not-repairable",
+      reason: `its key names no valid namespace: delete the key ${seen.kv.key}`,
+    };
+  }
+  const changed = { action: "kept", reason: "changed meanwhile; check again" } as const;
+  const current = await readNamespaceRecords(store, network);
+  if (current.damaged.get(seen.name)?.kv.modRevision !== seen.kv.modRevision) return changed;
+  const { vni, reason } = vniForRebuilt(seen, current);
+  const record: NamespaceRecord = {
+    schemaVersion: 1,
+    network,
+    name: seen.name,
+    vni,
+    sources: ["repair"],
+    createdAt: now(),
+  };
+  const txn = await store.txn(
+    [
+      { key: seen.kv.key, modRevision: seen.kv.modRevision },
+      { prefix: namespacesPrefix(network), maxModRevision: current.revision },
+    ],
+    [{ type: "put", key: seen.kv.key, value: encode(record) }],
+  );
+  return txn.succeeded ? { action: "rebuilt", reason, vni } : changed;
 }

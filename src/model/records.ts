@@ -24,8 +24,15 @@ export interface NetworkRecord {
   createdAt: string;
 }
 
-export type NamespaceSource = "builtin" | "dctl" | "pod" | "kubernetes";
-export const NAMESPACE_SOURCES: readonly NamespaceSource[] = ["builtin", "dctl", "pod", "kubernetes"];
+/** "repair": rebuilt by `dctl network overlay check --repair` from a record that failed validation. */
+export type NamespaceSource = "builtin" | "dctl" | "pod" | "kubernetes" | "repair";
+export const NAMESPACE_SOURCES: readonly NamespaceSource[] = [
+  "builtin",
+  "dctl",
+  "pod",
+  "kubernetes",
+  "repair",
+];
 
 export interface NamespaceRecord {
   schemaVersion: 1;

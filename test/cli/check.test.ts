@@ -1,7 +1,13 @@
 /** `dctl network overlay check [--repair]` on SQLite, in-process. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createEndpoint, createNetwork, registerNode, type AddressRecord } from "../../src/model/index.js";
-import { addressKey } from "../../src/model/keys.js";
+import {
+  createEndpoint,
+  createNetwork,
+  parseNamespace,
+  registerNode,
+  type AddressRecord,
+} from "../../src/model/index.js";
+import { addressKey, namespaceKey } from "../../src/model/keys.js";
 import { openStore } from "../../src/store/index.js";
 import type { Store } from "../../src/store/store.js";
 import { cells, dctl } from "./harness.js";
@@ -95,6 +101,68 @@ describe("dctl network overlay check", () => {
     ]);
     expect(fixed.stdout).toContain("Network red is consistent: 1 endpoints, 1 addresses, 1 blocks\n");
     expect((await dctl(store, "network", "overlay", "check", "red")).code).toBe(0);
+  });
+
+  it("reports a damaged namespace record, and --repair rebuilds it on the VNI it still holds", async () => {
+    // coffee got VNI 4099 when pod a started; the damaged record keeps it readable.
+    const key = namespaceKey("red", "coffee");
+    await store.txn([], [{ type: "put", key, value: '{"schemaVersion":1,"name":"coffee","vni":4099}' }]);
+    const r = await dctl(store, "network", "overlay", "check", "red");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("Error: network red is inconsistent: 1 problem remains\n");
+    const row = cells(r.stdout)[1] ?? [];
+    expect(row.slice(0, 4)).toEqual(["damaged-namespace-record", "-", "-", "-"]);
+    expect(row[4]).toBe(
+      'namespace record coffee is invalid: field "network" must be a non-empty string; its VNI 4099 can still be read',
+    );
+    const json = JSON.parse(
+      (await dctl(store, "network", "overlay", "check", "red", "-o", "json")).stdout,
+    ) as {
+      issues: { kind: string; key: string; namespace: string }[];
+    };
+    expect(json.issues).toMatchObject([{ kind: "damaged-namespace-record", key, namespace: "coffee" }]);
+
+    const fixed = await dctl(store, "network", "overlay", "check", "red", "--repair", "-o", "json");
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const out = JSON.parse(fixed.stdout) as {
+      consistent: boolean;
+      repaired: { issue: { kind: string }; action: string; vni: number; reason: string }[];
+    };
+    expect(out.consistent).toBe(true);
+    expect(out.repaired).toMatchObject([
+      {
+        issue: { kind: "damaged-namespace-record" },
+        action: "rebuilt",
+        vni: 4099,
+        reason: "kept its VNI 4099",
+      },
+    ]);
+    expect((await dctl(store, "network", "overlay", "check", "red")).code).toBe(0);
+  });
+
+  it("namespace commands meeting a damaged record fail with one error line naming it", async () => {
+    await store.txn([], [{ type: "put", key: namespaceKey("red", "tea"), value: "{not json" }]);
+    const parsed = parseNamespace({ key: namespaceKey("red", "tea"), value: "{not json" });
+    const problem = parsed.ok ? "" : parsed.problem.problem;
+    expect(problem).toMatch(/^not JSON: /);
+    for (const argv of [
+      ["namespace", "create", "tea", "--network", "red"],
+      ["namespace", "delete", "tea", "--network", "red"],
+      ["network", "overlay", "update", "red", "--join-namespaces", "coffee,tea"],
+      ["network", "overlay", "isolate-namespaces", "red", "tea"],
+      ["network", "overlay", "make-global", "red", "tea"],
+    ]) {
+      const r = await dctl(store, ...argv);
+      expect(r, argv.join(" ")).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `Error: namespace record tea of network red is invalid: ${problem}; run "dctl network overlay check red --repair"\n`,
+      });
+    }
+    // A namespace of its own still works.
+    expect((await dctl(store, "namespace", "create", "milk", "--network", "red")).code).toBe(0);
+    expect((await dctl(store, "network", "overlay", "check", "red", "--repair")).code).toBe(0);
+    expect((await dctl(store, "namespace", "create", "tea", "--network", "red")).code).toBe(0);
   });
 
   it("refuses an unknown network and a bad --grace with one error line", async () => {

@@ -2,10 +2,12 @@
  * A namespace record overwritten with something that fails validation, on SQLite and on etcd:
  * every mutation that must read or write it fails at once with an error naming it and saying how
  * to fix it (never a loop of transactions that cannot win), other namespaces keep working and never
- * get the VNI the damaged record still holds.
+ * get the VNI the damaged record still holds, and `check` reports it and `--repair` rebuilds it.
  */
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from "vitest";
+import { checkNetwork, repairNetwork } from "../../src/model/check.js";
 import {
+  GLOBAL_VNI,
   createEndpoint,
   createNetwork,
   deleteEndpoint,
@@ -261,6 +263,116 @@ describe.each(backends)("a damaged namespace record on $name", (backend) => {
       // (4096, which default left for the global VNI).
       await deleteEndpoint(store, { network: "red", namespace: "tea", pod: "t" });
       expect((await ensureNamespace(store, "red", "milk", "pod")).vni).toBe(4096);
+    });
+  });
+
+  describe("check and repair", () => {
+    it("check reports the damaged record with its key and problem", async () => {
+      await write(store, TEA, UNREADABLE);
+      const report = await checkNetwork(store, "red");
+      expect(report.consistent).toBe(false);
+      expect(report.issues).toHaveLength(1);
+      expect(report.issues[0]).toMatchObject({ kind: "damaged-namespace-record", key: TEA });
+      expect(report.issues[0]?.detail).toContain(problemOf(UNREADABLE));
+    });
+
+    it("repair rebuilds it on its old VNI when the damaged JSON still holds it", async () => {
+      await write(store, TEA, READABLE);
+      const outcomes = await repairNetwork(store, "red");
+      expect(outcomes.map((o) => [o.issue.kind, o.action])).toEqual([
+        ["damaged-namespace-record", "rebuilt"],
+      ]);
+      expect(await record(store, "tea")).toMatchObject({
+        schemaVersion: 1,
+        network: "red",
+        name: "tea",
+        vni: 4100,
+        sources: ["repair"],
+      });
+      expect(await checkNetwork(store, "red")).toMatchObject({ consistent: true, issues: [] });
+      const tea = await ensureNamespace(counting(store).store, "red", "tea", "pod");
+      expect(tea).toMatchObject({ vni: 4100, sources: ["repair", "pod"] });
+      await createEndpoint(store, {
+        network: "red",
+        namespace: "tea",
+        pod: "t2",
+        node: "n1",
+        containerId: "c-t2",
+      });
+    });
+
+    it("repair gives it a fresh isolated VNI when its VNI cannot be read", async () => {
+      await write(store, TEA, UNREADABLE);
+      // Meanwhile tea's pod went and milk took 4100: nobody could know tea held it.
+      await deleteEndpoint(store, { network: "red", namespace: "tea", pod: "t" });
+      expect((await ensureNamespace(store, "red", "milk", "pod")).vni).toBe(4100);
+      const outcomes = await repairNetwork(store, "red");
+      expect(outcomes.map((o) => o.action)).toEqual(["rebuilt"]);
+      expect((await record(store, "tea"))?.vni).toBe(4101);
+      expect((await checkNetwork(store, "red")).consistent).toBe(true);
+      expect((await ensureNamespace(store, "red", "tea", "pod")).vni).toBe(4101);
+    });
+
+    it("repair never rejoins: an old VNI another namespace now holds is not kept", async () => {
+      await write(
+        store,
+        TEA,
+        JSON.stringify({ schemaVersion: 1, network: "red", name: "tea", vni: 4099, sources: [] }),
+      );
+      const outcomes = await repairNetwork(store, "red");
+      expect(outcomes.map((o) => o.action)).toEqual(["rebuilt"]);
+      expect(outcomes[0]?.reason).toContain("coffee");
+      // coffee keeps 4099 alone; tea is isolated on the next free VNI.
+      expect((await record(store, "coffee"))?.vni).toBe(4099);
+      expect((await record(store, "tea"))?.vni).toBe(4100);
+    });
+
+    it("repair fails closed: global only for a namespace global by default", async () => {
+      const globalTea = JSON.stringify({ schemaVersion: 1, network: "red", name: "tea", vni: GLOBAL_VNI });
+      await write(store, TEA, globalTea);
+      await write(store, namespaceKey("red", "kube-system"), "{garbage");
+      await repairNetwork(store, "red");
+      expect((await record(store, "tea"))?.vni).toBe(4100);
+      expect((await record(store, "kube-system"))?.vni).toBe(GLOBAL_VNI);
+      expect((await checkNetwork(store, "red")).consistent).toBe(true);
+    });
+
+    it("repair does not overwrite a record fixed between the check and its transaction", async () => {
+      await write(store, TEA, UNREADABLE);
+      const fixed: NamespaceRecord = {
+        schemaVersion: 1,
+        network: "red",
+        name: "tea",
+        vni: 4100,
+        sources: ["dctl"],
+        createdAt: "2020-01-01T00:00:00.000Z",
+      };
+      let raced = false;
+      const racing: Store = {
+        ...counting(store).store,
+        txn: async (compares, success, failure) => {
+          if (!raced) {
+            raced = true;
+            await write(store, TEA, JSON.stringify(fixed));
+          }
+          return store.txn(compares, success, failure);
+        },
+      };
+      const outcomes = await repairNetwork(racing, "red");
+      expect(outcomes.map((o) => o.action)).toEqual(["kept"]);
+      expect(await record(store, "tea")).toEqual(fixed);
+    });
+
+    it("a record written by a newer version is reported, never rewritten", async () => {
+      const newer = JSON.stringify({ schemaVersion: 2, network: "red", name: "tea", vni: 4100 });
+      await write(store, TEA, newer);
+      const e = await rejection(ensureNamespace(store, "red", "tea", "pod"));
+      expect(e.message).toMatch(
+        /^namespace record tea of network red is invalid: schemaVersion 2 is newer than this program understands \(1\); .*upgrade/,
+      );
+      const outcomes = await repairNetwork(store, "red");
+      expect(outcomes.map((o) => o.action)).toEqual(["not-repairable"]);
+      expect((await store.get(TEA))?.value).toBe(newer);
     });
   });
 });
