@@ -139,22 +139,27 @@ export async function deleteEndpoint(
   input: DeleteEndpointInput,
 ): Promise<EndpointRecord | undefined> {
   const key = endpointKey(input.network, input.namespace, input.pod);
-  return retrying(`deleting endpoint ${input.namespace}/${input.pod}`, async () => {
-    const kv = await store.get(key);
-    if (kv === undefined) return undefined;
-    const parsed = parseEndpoint(kv);
-    const ops: Op[] = [{ type: "delete", key }];
-    if (parsed.ok) {
-      if (input.containerId !== undefined && parsed.value.containerId !== input.containerId) return undefined;
-      ops.push({
-        type: "delete",
-        key: addressKey(parsed.value.network, parsed.value.block, parsed.value.ip),
-      });
-    }
-    const txn = await store.txn([{ key, modRevision: kv.modRevision }], ops);
-    if (!txn.succeeded) return RETRY;
-    return parsed.ok ? parsed.value : undefined;
-  });
+  return retrying(
+    `deleting endpoint ${input.namespace}/${input.pod}`,
+    async () => {
+      const kv = await store.get(key);
+      if (kv === undefined) return undefined;
+      const parsed = parseEndpoint(kv);
+      const ops: Op[] = [{ type: "delete", key }];
+      if (parsed.ok) {
+        if (input.containerId !== undefined && parsed.value.containerId !== input.containerId)
+          return undefined;
+        ops.push({
+          type: "delete",
+          key: addressKey(parsed.value.network, parsed.value.block, parsed.value.ip),
+        });
+      }
+      const txn = await store.txn([{ key, modRevision: kv.modRevision }], ops);
+      if (!txn.succeeded) return RETRY;
+      return parsed.ok ? parsed.value : undefined;
+    },
+    { contended: `endpoint record ${input.namespace}/${input.pod} of network ${input.network}` },
+  );
 }
 
 /**

@@ -164,14 +164,18 @@ async function claimBlock(
  */
 export async function ensureNodeBlock(store: Store, network: string, node: string): Promise<NodeBlock[]> {
   checkNodeName(node);
-  return retrying(`claiming a block for node ${node}`, async () => {
-    const net = await getNetwork(store, network);
-    const blocks = await listBlocks(store, network);
-    const mine = blocks.entries.filter((e) => e.value.node === node);
-    if (mine.length > 0) return nodeBlocks(store, network, node);
-    await claimBlock(store, net, node, blocks);
-    return RETRY;
-  });
+  return retrying(
+    `claiming a block for node ${node}`,
+    async () => {
+      const net = await getNetwork(store, network);
+      const blocks = await listBlocks(store, network);
+      const mine = blocks.entries.filter((e) => e.value.node === node);
+      if (mine.length > 0) return nodeBlocks(store, network, node);
+      await claimBlock(store, net, node, blocks);
+      return RETRY;
+    },
+    { contended: `the address blocks of network ${network}` },
+  );
 }
 
 export interface Allocation {
@@ -205,59 +209,63 @@ export async function allocateAddress(
 ): Promise<Allocation> {
   checkNodeName(input.node);
   let collided = false;
-  return retrying(`allocating an address for ${input.owner.namespace}/${input.owner.pod}`, async () => {
-    const net = await getNetwork(store, input.network);
-    const network = net.value;
-    const blocks = await listBlocks(store, network.name);
-    const mine = sortBlocks(blocks.entries.filter((e) => e.value.node === input.node));
-    for (const block of mine) {
-      const addresses = await listBlockAddresses(store, network.name, block.value.cidr);
-      const used = new Set(addresses.entries.map((e) => e.value.ip));
-      for (const p of addresses.problems) used.add(p.key.slice(p.key.lastIndexOf("/") + 1));
-      const range = podAddressRange(block.value.cidr);
-      const free: number[] = [];
-      for (let a = range.first; a <= range.last; a++) if (!used.has(formatIpv4(a))) free.push(a);
-      if (free.length === 0) continue;
-      // The first try takes the lowest free address; a retry, having lost a race, picks at
-      // random so that many concurrent allocators stop colliding on the same one.
-      const pick = collided ? free[Math.floor(Math.random() * free.length)] : free[0];
-      const ip = formatIpv4(pick as number);
-      const allocation: Allocation = {
-        network: network.name,
-        ip,
-        prefixLength: cidrOf(network.subnet).prefixLength,
-        gateway: blockGateway(block.value.cidr),
-        mac: macFromIpv4(ip),
-        block: block.value.cidr,
-        node: input.node,
-      };
-      const record: AddressRecord = {
-        schemaVersion: 1,
-        network: network.name,
-        ip,
-        block: block.value.cidr,
-        node: input.node,
-        owner: { ...input.owner },
-        allocatedAt: now(),
-      };
-      const key = addressKey(network.name, block.value.cidr, ip);
-      const extra = (await also?.(allocation)) ?? { compares: [], ops: [] };
-      const txn = await store.txn(
-        [
-          { key: networkKey(network.name), modRevision: net.kv.modRevision },
-          { key: block.kv.key, modRevision: block.kv.modRevision },
-          { key, modRevision: 0 },
-          ...extra.compares,
-        ],
-        [{ type: "put", key, value: encode(record) }, ...extra.ops],
-      );
-      if (txn.succeeded) return allocation;
-      collided = true;
+  return retrying(
+    `allocating an address for ${input.owner.namespace}/${input.owner.pod}`,
+    async () => {
+      const net = await getNetwork(store, input.network);
+      const network = net.value;
+      const blocks = await listBlocks(store, network.name);
+      const mine = sortBlocks(blocks.entries.filter((e) => e.value.node === input.node));
+      for (const block of mine) {
+        const addresses = await listBlockAddresses(store, network.name, block.value.cidr);
+        const used = new Set(addresses.entries.map((e) => e.value.ip));
+        for (const p of addresses.problems) used.add(p.key.slice(p.key.lastIndexOf("/") + 1));
+        const range = podAddressRange(block.value.cidr);
+        const free: number[] = [];
+        for (let a = range.first; a <= range.last; a++) if (!used.has(formatIpv4(a))) free.push(a);
+        if (free.length === 0) continue;
+        // The first try takes the lowest free address; a retry, having lost a race, picks at
+        // random so that many concurrent allocators stop colliding on the same one.
+        const pick = collided ? free[Math.floor(Math.random() * free.length)] : free[0];
+        const ip = formatIpv4(pick as number);
+        const allocation: Allocation = {
+          network: network.name,
+          ip,
+          prefixLength: cidrOf(network.subnet).prefixLength,
+          gateway: blockGateway(block.value.cidr),
+          mac: macFromIpv4(ip),
+          block: block.value.cidr,
+          node: input.node,
+        };
+        const record: AddressRecord = {
+          schemaVersion: 1,
+          network: network.name,
+          ip,
+          block: block.value.cidr,
+          node: input.node,
+          owner: { ...input.owner },
+          allocatedAt: now(),
+        };
+        const key = addressKey(network.name, block.value.cidr, ip);
+        const extra = (await also?.(allocation)) ?? { compares: [], ops: [] };
+        const txn = await store.txn(
+          [
+            { key: networkKey(network.name), modRevision: net.kv.modRevision },
+            { key: block.kv.key, modRevision: block.kv.modRevision },
+            { key, modRevision: 0 },
+            ...extra.compares,
+          ],
+          [{ type: "put", key, value: encode(record) }, ...extra.ops],
+        );
+        if (txn.succeeded) return allocation;
+        collided = true;
+        return RETRY;
+      }
+      await claimBlock(store, net, input.node, blocks);
       return RETRY;
-    }
-    await claimBlock(store, net, input.node, blocks);
-    return RETRY;
-  });
+    },
+    { contended: `the addresses of node ${input.node} on network ${input.network}` },
+  );
 }
 
 export interface ReleaseInput {
@@ -269,18 +277,22 @@ export interface ReleaseInput {
 
 /** Returns an address to the pool. Idempotent: false when it was not allocated (to the owner). */
 export async function releaseAddress(store: Store, input: ReleaseInput): Promise<boolean> {
-  return retrying(`releasing address ${input.ip}`, async () => {
-    const { value: network } = await getNetwork(store, input.network);
-    const key = addressKey(network.name, blockOf(network, input.ip), input.ip);
-    const kv = await store.get(key);
-    if (kv === undefined) return false;
-    if (input.containerId !== undefined) {
-      const parsed = parseAddress(kv);
-      if (parsed.ok && parsed.value.owner.containerId !== input.containerId) return false;
-    }
-    const txn = await store.txn([{ key, modRevision: kv.modRevision }], [{ type: "delete", key }]);
-    return txn.succeeded ? true : RETRY;
-  });
+  return retrying(
+    `releasing address ${input.ip}`,
+    async () => {
+      const { value: network } = await getNetwork(store, input.network);
+      const key = addressKey(network.name, blockOf(network, input.ip), input.ip);
+      const kv = await store.get(key);
+      if (kv === undefined) return false;
+      if (input.containerId !== undefined) {
+        const parsed = parseAddress(kv);
+        if (parsed.ok && parsed.value.owner.containerId !== input.containerId) return false;
+      }
+      const txn = await store.txn([{ key, modRevision: kv.modRevision }], [{ type: "delete", key }]);
+      return txn.succeeded ? true : RETRY;
+    },
+    { contended: `address record ${input.ip} of network ${input.network}` },
+  );
 }
 
 /** Every allocated address of the network. */

@@ -152,87 +152,91 @@ export async function createNetwork(store: Store, input: CreateNetworkInput): Pr
     createdAt: now(),
   };
 
-  return retrying(`creating network ${input.name}`, async () => {
-    const networks = await listNetworks(store);
-    const existing = networks.entries[0]?.value;
-    if (existing !== undefined) {
-      if (existing.name === input.name) {
-        throw new OverlayError("ALREADY_EXISTS", `overlay network ${input.name} already exists`, {
-          network: input.name,
-        });
-      }
-      throw new OverlayError(
-        "ALREADY_EXISTS",
-        `an overlay network already exists (${existing.name}, ${existing.subnet}); only one overlay network per cluster is supported`,
-        { existing: existing.name },
-      );
-    }
-    if (networks.problems.length > 0) {
-      const p = networks.problems[0] as { key: string };
-      throw new OverlayError(
-        "ALREADY_EXISTS",
-        `an overlay network already exists (${lastSegment(p.key)}, unreadable record); only one overlay network per cluster is supported`,
-        { existing: lastSegment(p.key) },
-      );
-    }
-
-    const nodes = await listNodes(store);
-    for (const { value: node } of nodes.entries) {
-      const mgmt =
-        node.managementCidr !== undefined
-          ? parseCidr(node.managementCidr)
-          : { address: parseIpv4(node.underlayIp) ?? 0, prefixLength: 32 };
-      if (mgmt !== undefined && overlaps(cidr, mgmt)) {
-        const what = node.managementCidr ?? `${formatIpv4(mgmt.address)}/32`;
-        throw invalid(
-          `subnet ${record.subnet} overlaps the management network ${what} of node ${node.name}`,
-          {
-            subnet: record.subnet,
-            node: node.name,
-            managementCidr: what,
-          },
+  return retrying(
+    `creating network ${input.name}`,
+    async () => {
+      const networks = await listNetworks(store);
+      const existing = networks.entries[0]?.value;
+      if (existing !== undefined) {
+        if (existing.name === input.name) {
+          throw new OverlayError("ALREADY_EXISTS", `overlay network ${input.name} already exists`, {
+            network: input.name,
+          });
+        }
+        throw new OverlayError(
+          "ALREADY_EXISTS",
+          `an overlay network already exists (${existing.name}, ${existing.subnet}); only one overlay network per cluster is supported`,
+          { existing: existing.name },
         );
       }
-    }
-    const datanets = await listDataNetworks(store);
-    for (const { value: dn } of datanets.entries) {
-      const other = parseCidr(dn.cidr);
-      if (other !== undefined && overlaps(cidr, other)) {
-        throw invalid(`subnet ${record.subnet} overlaps the data network ${dn.name} (${dn.cidr})`, {
-          subnet: record.subnet,
-          dataNetwork: dn.name,
-          cidr: dn.cidr,
-        });
+      if (networks.problems.length > 0) {
+        const p = networks.problems[0] as { key: string };
+        throw new OverlayError(
+          "ALREADY_EXISTS",
+          `an overlay network already exists (${lastSegment(p.key)}, unreadable record); only one overlay network per cluster is supported`,
+          { existing: lastSegment(p.key) },
+        );
       }
-    }
 
-    // Nothing may appear meanwhile: no network, no node, no data network we did not check.
-    const compares: Compare[] = [
-      { prefix: NETWORKS, maxModRevision: 0 },
-      { prefix: NODES, maxModRevision: nodes.revision },
-      { prefix: DATANETS, maxModRevision: datanets.revision },
-    ];
-    // Leftovers of an earlier network of the same name must not leak into this one. Namespace
-    // keys go in a transaction of their own: one transaction may not both delete a range and
-    // put a key inside it (etcd refuses it).
-    const leftovers = await store.txn(
-      [{ prefix: NETWORKS, maxModRevision: 0 }],
-      [{ type: "deletePrefix", prefix: namespacesPrefix(record.name) }],
-    );
-    if (!leftovers.succeeded) return RETRY;
-    const ops: Op[] = [
-      { type: "deletePrefix", prefix: ipamPrefix(record.name) },
-      { type: "deletePrefix", prefix: endpointsPrefix(record.name) },
-      { type: "put", key: networkKey(record.name), value: encode(record) },
-      ...initialNamespaces(record.name).map((ns): Op => ({
-        type: "put",
-        key: namespaceKey(record.name, ns.name),
-        value: encode(ns),
-      })),
-    ];
-    const txn = await store.txn(compares, ops);
-    return txn.succeeded ? record : RETRY;
-  });
+      const nodes = await listNodes(store);
+      for (const { value: node } of nodes.entries) {
+        const mgmt =
+          node.managementCidr !== undefined
+            ? parseCidr(node.managementCidr)
+            : { address: parseIpv4(node.underlayIp) ?? 0, prefixLength: 32 };
+        if (mgmt !== undefined && overlaps(cidr, mgmt)) {
+          const what = node.managementCidr ?? `${formatIpv4(mgmt.address)}/32`;
+          throw invalid(
+            `subnet ${record.subnet} overlaps the management network ${what} of node ${node.name}`,
+            {
+              subnet: record.subnet,
+              node: node.name,
+              managementCidr: what,
+            },
+          );
+        }
+      }
+      const datanets = await listDataNetworks(store);
+      for (const { value: dn } of datanets.entries) {
+        const other = parseCidr(dn.cidr);
+        if (other !== undefined && overlaps(cidr, other)) {
+          throw invalid(`subnet ${record.subnet} overlaps the data network ${dn.name} (${dn.cidr})`, {
+            subnet: record.subnet,
+            dataNetwork: dn.name,
+            cidr: dn.cidr,
+          });
+        }
+      }
+
+      // Nothing may appear meanwhile: no network, no node, no data network we did not check.
+      const compares: Compare[] = [
+        { prefix: NETWORKS, maxModRevision: 0 },
+        { prefix: NODES, maxModRevision: nodes.revision },
+        { prefix: DATANETS, maxModRevision: datanets.revision },
+      ];
+      // Leftovers of an earlier network of the same name must not leak into this one. Namespace
+      // keys go in a transaction of their own: one transaction may not both delete a range and
+      // put a key inside it (etcd refuses it).
+      const leftovers = await store.txn(
+        [{ prefix: NETWORKS, maxModRevision: 0 }],
+        [{ type: "deletePrefix", prefix: namespacesPrefix(record.name) }],
+      );
+      if (!leftovers.succeeded) return RETRY;
+      const ops: Op[] = [
+        { type: "deletePrefix", prefix: ipamPrefix(record.name) },
+        { type: "deletePrefix", prefix: endpointsPrefix(record.name) },
+        { type: "put", key: networkKey(record.name), value: encode(record) },
+        ...initialNamespaces(record.name).map((ns): Op => ({
+          type: "put",
+          key: namespaceKey(record.name, ns.name),
+          value: encode(ns),
+        })),
+      ];
+      const txn = await store.txn(compares, ops);
+      return txn.succeeded ? record : RETRY;
+    },
+    { contended: "the network records" },
+  );
 }
 
 /** Marks the network as the default one (or clears the mark). */
@@ -241,45 +245,53 @@ export async function setDefaultNetwork(
   name: string,
   isDefault: boolean,
 ): Promise<NetworkRecord> {
-  return retrying(`updating network ${name}`, async () => {
-    const { value, kv } = await getNetwork(store, name);
-    const updated: NetworkRecord = { ...value, isDefault };
-    if (value.isDefault === isDefault) return updated;
-    const txn = await store.txn(
-      [{ key: kv.key, modRevision: kv.modRevision }],
-      [{ type: "put", key: kv.key, value: encode(updated) }],
-    );
-    return txn.succeeded ? updated : RETRY;
-  });
+  return retrying(
+    `updating network ${name}`,
+    async () => {
+      const { value, kv } = await getNetwork(store, name);
+      const updated: NetworkRecord = { ...value, isDefault };
+      if (value.isDefault === isDefault) return updated;
+      const txn = await store.txn(
+        [{ key: kv.key, modRevision: kv.modRevision }],
+        [{ type: "put", key: kv.key, value: encode(updated) }],
+      );
+      return txn.succeeded ? updated : RETRY;
+    },
+    { contended: `network record ${name}` },
+  );
 }
 
 /** Deletes the network with its namespaces and address blocks; refused while endpoints exist. */
 export async function deleteNetwork(store: Store, name: string): Promise<void> {
-  await retrying(`deleting network ${name}`, async () => {
-    const { kv } = await getNetwork(store, name);
-    const endpoints = await store.list(endpointsPrefix(name));
-    const count = endpoints.items.length;
-    if (count > 0) {
-      const pods = endpoints.items
-        .slice(0, 3)
-        .map((e) => e.key.slice(endpointsPrefix(name).length))
-        .join(", ");
-      throw precondition(
-        `cannot delete network ${name}: ${count} endpoint${count === 1 ? "" : "s"} still use${count === 1 ? "s" : ""} it (${pods}${count > 3 ? ", ..." : ""}); delete those pods first`,
-        { network: name, endpoints: count },
+  await retrying(
+    `deleting network ${name}`,
+    async () => {
+      const { kv } = await getNetwork(store, name);
+      const endpoints = await store.list(endpointsPrefix(name));
+      const count = endpoints.items.length;
+      if (count > 0) {
+        const pods = endpoints.items
+          .slice(0, 3)
+          .map((e) => e.key.slice(endpointsPrefix(name).length))
+          .join(", ");
+        throw precondition(
+          `cannot delete network ${name}: ${count} endpoint${count === 1 ? "" : "s"} still use${count === 1 ? "s" : ""} it (${pods}${count > 3 ? ", ..." : ""}); delete those pods first`,
+          { network: name, endpoints: count },
+        );
+      }
+      const txn = await store.txn(
+        [
+          { key: kv.key, modRevision: kv.modRevision },
+          { prefix: endpointsPrefix(name), maxModRevision: 0 },
+        ],
+        [
+          { type: "delete", key: kv.key },
+          { type: "deletePrefix", prefix: namespacesPrefix(name) },
+          { type: "deletePrefix", prefix: ipamPrefix(name) },
+        ],
       );
-    }
-    const txn = await store.txn(
-      [
-        { key: kv.key, modRevision: kv.modRevision },
-        { prefix: endpointsPrefix(name), maxModRevision: 0 },
-      ],
-      [
-        { type: "delete", key: kv.key },
-        { type: "deletePrefix", prefix: namespacesPrefix(name) },
-        { type: "deletePrefix", prefix: ipamPrefix(name) },
-      ],
-    );
-    return txn.succeeded ? undefined : RETRY;
-  });
+      return txn.succeeded ? undefined : RETRY;
+    },
+    { contended: `the records of network ${name}` },
+  );
 }
