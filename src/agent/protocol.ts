@@ -50,8 +50,8 @@ export interface AttachmentResult {
 }
 
 /**
- * A failure, with a CNI error code: 4 invalid network configuration, 7 invalid environment
- * variables, 11 try again later, 50 the plugin is not available (STATUS), 100+ this plugin's
+ * A failure, with a CNI error code (the CNI spec's "Error" section): 4 invalid environment
+ * variables, 7 invalid network configuration, 11 try again later, 50 the plugin is not available (STATUS), 100+ this plugin's
  * own (100 address pool exhausted, 101 unknown network, 102 unknown perf tier, 103 store
  * unreachable, 104 agent unreachable).
  */
@@ -67,10 +67,10 @@ export const CNI_ERR = {
   incompatibleVersion: 1,
   unsupportedField: 2,
   unknownContainer: 3,
-  invalidConfig: 4,
+  invalidEnv: 4,
   ioError: 5,
   decodeError: 6,
-  invalidEnv: 7,
+  invalidConfig: 7,
   tryAgainLater: 11,
   notAvailable: 50,
   limitedConnectivity: 51,

@@ -1,7 +1,7 @@
 /**
  * What the runtime puts in the environment (CNI spec 1.1, "Parameters"): CNI_COMMAND,
  * CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH. Every variable a command needs
- * is checked here, so a bad call fails with code 7 naming the variable before anything else
+ * is checked here, so a bad call fails with code 4 naming the variable before anything else
  * happens.
  */
 import { statSync } from "node:fs";
@@ -127,8 +127,8 @@ export function parseEnv(env: Env): CniEnv {
 
 /**
  * ADD and CHECK enter the netns, so a path that is relative (the agent's working directory is
- * not the runtime's) or absent is refused here, with code 7: the faulty value is an environment
- * variable, not the network configuration (which code 4 is about).
+ * not the runtime's) or absent is refused here, with code 4: the faulty value is an environment
+ * variable, not the network configuration (which code 7 is about).
  */
 export function requireNetns(netns: string): void {
   if (!isAbsolute(netns)) throw invalidEnv(`CNI_NETNS=${netns} is not an absolute path`);

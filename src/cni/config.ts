@@ -47,7 +47,7 @@ function isSupported(v: unknown): v is CniVersion {
   return SUPPORTED_VERSIONS.some((s) => s === v);
 }
 
-/** Stdin as JSON: unreadable JSON is code 6 (decode failure), JSON that is no object code 4. */
+/** Stdin as JSON: unreadable JSON is code 6 (decode failure), JSON that is no object code 7. */
 export function decodeConfig(stdin: string): JsonObject {
   let parsed: unknown;
   try {

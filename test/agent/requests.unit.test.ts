@@ -138,7 +138,7 @@ describe("CNI requests to the agent", () => {
 
   it("ADD of a pod whose namespace does not exist is refused before anything is written", async () => {
     const e = errorOf(await handle(add("c9", "coffee", "/run/netns/none")));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     await released();
   });
 

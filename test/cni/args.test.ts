@@ -39,11 +39,11 @@ describe("parseCommand", () => {
     }
   });
 
-  it("refuses a missing or unknown command with code 7", () => {
-    expect(codeOf(() => parseCommand({}))).toEqual({ code: 7, msg: "CNI_COMMAND is not set" });
-    expect(codeOf(() => parseCommand({ CNI_COMMAND: "" })).code).toBe(7);
+  it("refuses a missing or unknown command with code 4", () => {
+    expect(codeOf(() => parseCommand({}))).toEqual({ code: 4, msg: "CNI_COMMAND is not set" });
+    expect(codeOf(() => parseCommand({ CNI_COMMAND: "" })).code).toBe(4);
     const e = codeOf(() => parseCommand({ CNI_COMMAND: "add" }));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toContain("CNI_COMMAND=add");
   });
 });
@@ -69,11 +69,11 @@ describe("parseEnv", () => {
     ["CHECK", "CNI_IFNAME"],
     ["DEL", "CNI_CONTAINERID"],
     ["DEL", "CNI_IFNAME"],
-  ])("%s without %s fails with code 7 naming it", (command, variable) => {
+  ])("%s without %s fails with code 4 naming it", (command, variable) => {
     const env: Record<string, string> = { ...full, CNI_COMMAND: command };
     delete env[variable];
     const e = codeOf(() => parseEnv(env));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toBe(`${variable} is required for ${command} but is not set`);
     // An empty value is no value.
     expect(codeOf(() => parseEnv({ ...env, [variable]: "" })).msg).toContain(variable);
@@ -84,9 +84,9 @@ describe("parseEnv", () => {
     for (const c of ["STATUS", "GC", "VERSION"]) expect(parseEnv({ CNI_COMMAND: c }).command).toBe(c);
   });
 
-  it.each(["-abc", "_abc", "a b", "a/b", "a;b", "ä"])("refuses container ID %j with code 7", (id) => {
+  it.each(["-abc", "_abc", "a b", "a/b", "a;b", "ä"])("refuses container ID %j with code 4", (id) => {
     const e = codeOf(() => parseEnv({ ...full, CNI_CONTAINERID: id }));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toContain("CNI_CONTAINERID");
   });
 
@@ -95,10 +95,10 @@ describe("parseEnv", () => {
   });
 
   it.each(["a".repeat(16), ".", "..", "eth/0", "eth:0", "eth 0", "eth\t0"])(
-    "refuses interface name %j with code 7",
+    "refuses interface name %j with code 4",
     (name) => {
       const e = codeOf(() => parseEnv({ ...full, CNI_IFNAME: name }));
-      expect(e.code).toBe(7);
+      expect(e.code).toBe(4);
       expect(e.msg).toContain("CNI_IFNAME");
     },
   );
@@ -115,9 +115,9 @@ describe("parseCniArgs", () => {
     expect(parseCniArgs("")).toEqual({});
   });
 
-  it.each(["novalue", "=v", "A=1;junk"])("refuses %j with code 7", (raw) => {
+  it.each(["novalue", "=v", "A=1;junk"])("refuses %j with code 4", (raw) => {
     const e = codeOf(() => parseCniArgs(raw));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toContain("CNI_ARGS");
   });
 });
@@ -132,21 +132,21 @@ describe("podRef", () => {
 
   it("names what is missing or invalid", () => {
     expect(codeOf(() => podRef({ K8S_POD_NAME: "x" }))).toEqual({
-      code: 7,
+      code: 4,
       msg: "CNI_ARGS lacks K8S_POD_NAMESPACE",
     });
     expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "x" }))).toEqual({
-      code: 7,
+      code: 4,
       msg: "CNI_ARGS lacks K8S_POD_NAME",
     });
     expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "Coffee", K8S_POD_NAME: "x" })).msg).toContain(
       "K8S_POD_NAMESPACE",
     );
-    expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "a/b", K8S_POD_NAME: "x" })).code).toBe(7);
+    expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "a/b", K8S_POD_NAME: "x" })).code).toBe(4);
     expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "a", K8S_POD_NAME: "../x" })).msg).toContain(
       "K8S_POD_NAME",
     );
-    expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "a".repeat(64), K8S_POD_NAME: "x" })).code).toBe(7);
+    expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "a".repeat(64), K8S_POD_NAME: "x" })).code).toBe(4);
   });
 
   it("is optional for DEL", () => {
@@ -169,16 +169,16 @@ describe("netns checks", () => {
     expect(netnsExists(present)).toBe(true);
   });
 
-  it("refuses a path that does not exist, with code 7 naming it", () => {
+  it("refuses a path that does not exist, with code 4 naming it", () => {
     const gone = join(dir, "gone");
     const e = codeOf(() => requireNetns(gone));
-    expect(e).toEqual({ code: 7, msg: `CNI_NETNS=${gone} does not exist` });
+    expect(e).toEqual({ code: 4, msg: `CNI_NETNS=${gone} does not exist` });
     expect(netnsExists(gone)).toBe(false);
   });
 
   it("refuses a relative path", () => {
     expect(codeOf(() => requireNetns("netns/x"))).toEqual({
-      code: 7,
+      code: 4,
       msg: "CNI_NETNS=netns/x is not an absolute path",
     });
   });

@@ -27,7 +27,7 @@ describe("decodeConfig", () => {
     expect(decodeConfig(JSON.stringify(base))).toEqual(base);
   });
 
-  it("refuses bad JSON with code 6 and a non-object with code 4", () => {
+  it("refuses bad JSON with code 6 and a non-object with code 7", () => {
     expect(failure(() => decodeConfig("{"))).toEqual({
       code: 6,
       msg: "network configuration: stdin is not valid JSON",
@@ -36,8 +36,8 @@ describe("decodeConfig", () => {
       code: 6,
       msg: "network configuration: stdin is empty",
     });
-    expect(failure(() => decodeConfig("[1]")).code).toBe(4);
-    expect(failure(() => decodeConfig("null")).code).toBe(4);
+    expect(failure(() => decodeConfig("[1]")).code).toBe(7);
+    expect(failure(() => decodeConfig("null")).code).toBe(7);
   });
 });
 
@@ -63,14 +63,14 @@ describe("parseConfig", () => {
     expect(parseConfig({ ...base, cniVersion: v }, "ADD").cniVersion).toBe(v);
   });
 
-  it("refuses an unsupported cniVersion with code 1 and a missing one with code 4", () => {
+  it("refuses an unsupported cniVersion with code 1 and a missing one with code 7", () => {
     const e = failure(() => parseConfig({ ...base, cniVersion: "0.3.1" }, "ADD"));
     expect(e.code).toBe(1);
     expect(e.msg).toContain('"0.3.1"');
     expect(failure(() => parseConfig({ ...base, cniVersion: 1 }, "ADD")).code).toBe(1);
     const { cniVersion: _, ...noVersion } = base;
     expect(failure(() => parseConfig(noVersion, "ADD"))).toEqual({
-      code: 4,
+      code: 7,
       msg: "network configuration: cniVersion is missing",
     });
   });
@@ -84,24 +84,24 @@ describe("parseConfig", () => {
     expect(parseConfig({ ...base, cniVersion: "0.4.0" }, "CHECK").cniVersion).toBe("0.4.0");
   });
 
-  it("requires a valid name and this plugin's type (code 4)", () => {
-    expect(failure(() => parseConfig({ ...base, name: undefined }, "ADD")).code).toBe(4);
-    expect(failure(() => parseConfig({ ...base, name: "" }, "ADD")).code).toBe(4);
+  it("requires a valid name and this plugin's type (code 7)", () => {
+    expect(failure(() => parseConfig({ ...base, name: undefined }, "ADD")).code).toBe(7);
+    expect(failure(() => parseConfig({ ...base, name: "" }, "ADD")).code).toBe(7);
     expect(failure(() => parseConfig({ ...base, name: "a b" }, "ADD")).msg).toContain('"a b"');
     const t = failure(() => parseConfig({ ...base, type: "bridge" }, "ADD"));
-    expect(t.code).toBe(4);
+    expect(t.code).toBe(7);
     expect(t.msg).toContain('"bridge"');
   });
 
-  it.each([["relative.sock"], [7], ["/" + "s".repeat(107)]])("refuses socket %j with code 4", (socket) => {
+  it.each([["relative.sock"], [7], ["/" + "s".repeat(107)]])("refuses socket %j with code 7", (socket) => {
     const e = failure(() => parseConfig({ ...base, socket }, "ADD"));
-    expect(e.code).toBe(4);
+    expect(e.code).toBe(7);
     expect(e.msg).toContain("socket");
   });
 
-  it.each([[0], [-1], [1.5], ["100"], [300_001]])("refuses timeoutMs %j with code 4", (timeoutMs) => {
+  it.each([[0], [-1], [1.5], ["100"], [300_001]])("refuses timeoutMs %j with code 7", (timeoutMs) => {
     const e = failure(() => parseConfig({ ...base, timeoutMs }, "ADD"));
-    expect(e.code).toBe(4);
+    expect(e.code).toBe(7);
     expect(e.msg).toContain("timeoutMs");
   });
 });
@@ -138,8 +138,8 @@ describe("validAttachments", () => {
 
   it("refuses a missing or malformed list rather than releasing everything", () => {
     expect(failure(() => validAttachments({})).msg).toContain("cni.dev/valid-attachments");
-    expect(failure(() => validAttachments({ "cni.dev/valid-attachments": {} })).code).toBe(4);
-    expect(failure(() => validAttachments({ "cni.dev/valid-attachments": ["c1"] })).code).toBe(4);
+    expect(failure(() => validAttachments({ "cni.dev/valid-attachments": {} })).code).toBe(7);
+    expect(failure(() => validAttachments({ "cni.dev/valid-attachments": ["c1"] })).code).toBe(7);
     expect(
       failure(() => validAttachments({ "cni.dev/valid-attachments": [{ containerID: "c1" }] })).msg,
     ).toContain("[0].ifname");
@@ -151,6 +151,6 @@ describe("validAttachments", () => {
     expect(
       failure(() => validAttachments({ "cni.dev/valid-attachments": [{ containerID: "ok", ifname: "a/b" }] }))
         .code,
-    ).toBe(4);
+    ).toBe(7);
   });
 });

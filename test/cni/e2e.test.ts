@@ -175,13 +175,13 @@ describe("overlay-cni as a process", () => {
 
   it("a missing variable, named", async () => {
     const { CNI_IFNAME: _, ...rest } = env("ADD");
-    const e = expectCniError(await run(rest, conf()), 7);
+    const e = expectCniError(await run(rest, conf()), 4);
     expect(e.msg).toBe("CNI_IFNAME is required for ADD but is not set");
   });
 
   it("a malformed annotation, named", async () => {
     const bad = conf({ args: { cni: { annotations: { "diamanti.com/endpoint0": '{"network":' } } } });
-    const e = expectCniError(await run(env("ADD"), bad), 4);
+    const e = expectCniError(await run(env("ADD"), bad), 7);
     expect(e.msg).toContain("diamanti.com/endpoint0");
   });
 

@@ -145,34 +145,34 @@ describe("ADD", () => {
     expect(e.msg).toContain("without a result");
   });
 
-  it("refuses a malformed annotation with code 4 before asking the agent", async () => {
+  it("refuses a malformed annotation with code 7 before asking the agent", async () => {
     const e = errorOf(await runPlugin(env("ADD"), conf(annotated("{red"))));
-    expect(e.code).toBe(4);
+    expect(e.code).toBe(7);
     expect(e.msg).toContain("diamanti.com/endpoint0");
     expect(agent.requests).toEqual([]);
   });
 
-  it("refuses a netns that does not exist with code 7", async () => {
+  it("refuses a netns that does not exist with code 4", async () => {
     const gone = join(dir, "gone");
     const e = errorOf(await runPlugin(env("ADD", { CNI_NETNS: gone }), conf()));
     expect(e).toEqual({
       cniVersion: "1.1.0",
-      code: 7,
+      code: 4,
       msg: `CNI_NETNS=${gone} does not exist`,
       details: expect.any(String),
     });
     expect(agent.requests).toEqual([]);
   });
 
-  it("refuses missing pod identity with code 7", async () => {
+  it("refuses missing pod identity with code 4", async () => {
     const e = errorOf(await runPlugin(env("ADD", { CNI_ARGS: "K8S_POD_NAME=x" }), conf()));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toBe("CNI_ARGS lacks K8S_POD_NAMESPACE");
   });
 
-  it.each(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])("refuses a missing %s with code 7", async (v) => {
+  it.each(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])("refuses a missing %s with code 4", async (v) => {
     const e = errorOf(await runPlugin(env("ADD", { [v]: undefined }), conf()));
-    expect(e.code).toBe(7);
+    expect(e.code).toBe(4);
     expect(e.msg).toContain(v);
   });
 
@@ -204,14 +204,14 @@ describe("configuration errors", () => {
     expect(e).toMatchObject({ cniVersion: "1.1.0", code: 1 });
   });
 
-  it("reports a foreign type with code 4 in the request's version", async () => {
+  it("reports a foreign type with code 7 in the request's version", async () => {
     const e = errorOf(await runPlugin(env("DEL"), conf({ cniVersion: "1.0.0", type: "bridge" })));
-    expect(e).toMatchObject({ cniVersion: "1.0.0", code: 4 });
+    expect(e).toMatchObject({ cniVersion: "1.0.0", code: 7 });
   });
 
-  it("reports a missing or unknown CNI_COMMAND with code 7", async () => {
+  it("reports a missing or unknown CNI_COMMAND with code 4", async () => {
     expect(errorOf(await runPlugin({}, conf())).msg).toBe("CNI_COMMAND is not set");
-    expect(errorOf(await runPlugin({ CNI_COMMAND: "UPDATE" }, conf())).code).toBe(7);
+    expect(errorOf(await runPlugin({ CNI_COMMAND: "UPDATE" }, conf())).code).toBe(4);
   });
 });
 
@@ -229,7 +229,7 @@ describe("CHECK", () => {
   });
 
   it("needs the netns to exist", async () => {
-    expect(errorOf(await runPlugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(7);
+    expect(errorOf(await runPlugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(4);
   });
 
   describe("compares the attachment with the runtime's prevResult", () => {
@@ -327,7 +327,7 @@ describe("DEL", () => {
   });
 
   it("still validates the container ID and interface name", async () => {
-    expect(errorOf(await runPlugin(env("DEL", { CNI_CONTAINERID: "../x" }), conf())).code).toBe(7);
+    expect(errorOf(await runPlugin(env("DEL", { CNI_CONTAINERID: "../x" }), conf())).code).toBe(4);
     expect(errorOf(await runPlugin(env("DEL", { CNI_IFNAME: undefined }), conf())).msg).toContain(
       "CNI_IFNAME",
     );
@@ -408,7 +408,7 @@ describe("GC", () => {
 
   it("refuses to run without the list", async () => {
     const e = errorOf(await runPlugin(gcEnv, conf()));
-    expect(e.code).toBe(4);
+    expect(e.code).toBe(7);
     expect(e.msg).toContain("cni.dev/valid-attachments");
     expect(agent.requests).toEqual([]);
   });

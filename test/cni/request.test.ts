@@ -60,9 +60,9 @@ describe("endpointRequest", () => {
     ["an empty tier", '{"perfTier": ""}', '"perfTier" must be a non-empty string'],
     ["a misspelt key", '{"perftier": "high"}', 'unknown key "perftier"'],
     ["a non-string value", { network: "red" }, "not a JSON string"],
-  ])("refuses %s with code 4 naming the annotation", (_what, value, why) => {
+  ])("refuses %s with code 7 naming the annotation", (_what, value, why) => {
     const e = failure(() => endpointRequest(viaArgs(value)));
-    expect(e.code).toBe(4);
+    expect(e.code).toBe(7);
     expect(e.msg).toContain(ENDPOINT_ANNOTATION);
     expect(e.msg).toContain("args.cni.annotations");
     expect(e.msg).toContain(why);
@@ -79,6 +79,6 @@ describe("endpointRequest", () => {
     expect(failure(() => endpointRequest({ args: { cni: "x" } })).msg).toContain(
       "args.cni must be an object",
     );
-    expect(failure(() => endpointRequest({ runtimeConfig: { annotations: [] } })).code).toBe(4);
+    expect(failure(() => endpointRequest({ runtimeConfig: { annotations: [] } })).code).toBe(7);
   });
 });
