@@ -1,7 +1,6 @@
 /** Maps failures of the control model and the store onto the CNI error codes of protocol.ts. */
 import { CNI_ERR, type AgentError } from "./protocol.js";
-import { OverlayError } from "../model/errors.js";
-import { StoreUnavailableError } from "../store/store.js";
+import { OverlayError, StoreUnavailableError } from "../model/errors.js";
 
 export function toAgentError(err: unknown): AgentError {
   if (err instanceof StoreUnavailableError) {

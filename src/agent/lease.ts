@@ -5,7 +5,7 @@
  * by peers as the node leaving.
  */
 import type { Logger } from "pino";
-import { registerNode, type RegisterNodeInput } from "../model/nodes.js";
+import { registerLeasedNode, type RegisterNodeInput } from "../model/nodes.js";
 import type { Lease, Store } from "../store/store.js";
 
 export class NodeLease {
@@ -22,8 +22,7 @@ export class NodeLease {
   ) {}
 
   async register(): Promise<void> {
-    this.lease = await this.store.grantLease(this.ttlSeconds);
-    await registerNode(this.store, this.record(), this.lease.id);
+    this.lease = await registerLeasedNode(this.store, this.record(), this.ttlSeconds);
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.keepAlive(), Math.max(1000, (this.ttlSeconds * 1000) / 3));
     this.timer.unref();

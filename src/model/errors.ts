@@ -39,3 +39,6 @@ export function notFound(message: string, details?: Record<string, unknown>): Ov
 export function precondition(message: string, details?: Record<string, unknown>): OverlayError {
   return new OverlayError("FAILED_PRECONDITION", message, details);
 }
+
+/** The store's own failure (it could not be reached), as the model's callers meet it. */
+export { StoreUnavailableError } from "../store/store.js";

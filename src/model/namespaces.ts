@@ -19,6 +19,10 @@
  * Namespaces are known from pods that use them (source "pod"), from `dctl namespace create`
  * ("dctl"), from network creation ("builtin": the namespaces every Kubernetes cluster has) and,
  * later, from Kubernetes itself ("kubernetes").
+ *
+ * Past 400 lines on purpose: the pure policy (which VNI a pod is on) and the writes that change
+ * it (ensure, join, isolate, make-global, delete) are one rule read from two sides; every write
+ * goes through mutateNamespaces, whose compare-and-swap keeps two writers from handing out one VNI.
  */
 import type { Compare, Op, Store } from "../store/store.js";
 import {

@@ -2,7 +2,7 @@
  * Nodes (registered by their agents, under a lease so that a vanished node disappears) and the
  * cluster's data networks. The overlay subnet must not overlap either.
  */
-import type { LeaseId, Store } from "../store/store.js";
+import type { Lease, LeaseId, Store } from "../store/store.js";
 import { invalid, notFound } from "./errors.js";
 import { formatCidr, networkAddress, overlaps, parseCidr, parseIpv4, type Ipv4Cidr } from "./ipv4.js";
 import { listNetworks } from "./networkread.js";
@@ -87,6 +87,20 @@ export async function registerNode(
  */
 export async function checkStoreReachable(store: Store): Promise<void> {
   await store.get(nodeKey(".health"));
+}
+
+/**
+ * Registers the node under a new lease of `ttlSeconds`: its record vanishes when the agent stops
+ * renewing the lease it returns.
+ */
+export async function registerLeasedNode(
+  store: Store,
+  input: RegisterNodeInput,
+  ttlSeconds: number,
+): Promise<Lease> {
+  const lease = await store.grantLease(ttlSeconds);
+  await registerNode(store, input, lease.id);
+  return lease;
 }
 
 export async function listNodes(store: Store): Promise<Listing<NodeRecord>> {
