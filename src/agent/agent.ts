@@ -2,8 +2,8 @@
  * The node agent: its lifecycle, and the rooms it is built of.
  *
  *   lease.ts      the node's registration, renewed under a lease
- *   view.ts       the cluster's records, listed then watched
- *   reconcile.ts  the switch brought to what the records say (desired.ts, a pure function)
+ *   view.ts       the cluster's records, listed then watched, held in cluster.ts's index
+ *   reconcile.ts  the switch brought to what the records say (desired.ts: the rules), per change
  *   requests.ts   CNI ADD, DEL, CHECK, STATUS, GC, served on the socket (server.ts)
  *   ports.ts      this node's pods as switch ports, and the lock that orders changes to them
  *   gateways.ts   the node's gateway ports and masquerade
@@ -28,7 +28,11 @@ import type { AgentRequest, AgentResponse } from "./protocol.js";
 import { Reconciler } from "./reconcile.js";
 import { CniRequests } from "./requests.js";
 import { AgentServer } from "./server.js";
+import type { RecordChange } from "./cluster.js";
 import { ClusterView } from "./view.js";
+
+/** How often, about, everything is compared again under the per-event updates (a safety net). */
+const RESYNC_MS = 5 * 60_000;
 
 export interface AgentOptions {
   node: string;
@@ -58,6 +62,10 @@ const realDeps: AgentDeps = { createSwitch: (o) => new Switch(o), plumbing: host
 export interface AgentStatus {
   /** Serving CNI ADD: the switch is programmed and the socket is listening. */
   ready: boolean;
+  /** Following the cluster store now: listed, and the watch is open (view.ts). */
+  following: boolean;
+  /** Failed listings and watches of the store since start. */
+  storeTroubles: number;
   remoteEndpoints: number;
   peers: number;
   /** Switch ports: pods ("namespace/pod") and the node's gateway ports (by device name). */
@@ -77,7 +85,12 @@ export class Agent {
   private readonly reconciler: Reconciler;
   private readonly requests: CniRequests;
   private reconcileTimer: NodeJS.Timeout | undefined;
-  private periodicTimer: NodeJS.Timeout | undefined;
+  private localTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  /** Record changes not yet applied, and whether a resync or this node's side is wanted. */
+  private pending: RecordChange[] = [];
+  private resyncWanted = false;
+  private localWanted = false;
   private departed: DepartedNodeGc | undefined;
   private readonly gcGraceMs: number;
   private ready = false;
@@ -125,8 +138,12 @@ export class Agent {
       log: this.log,
       ready: () => this.ready,
       dataplane: () => this.sw,
-      snapshot: () => this.view?.snapshot(),
-      changed: () => this.scheduleReconcile(),
+      records: () => this.view?.records,
+      following: () => this.view?.healthy ?? false,
+      changed: () => {
+        this.localWanted = true;
+        this.schedule();
+      },
     });
   }
 
@@ -153,6 +170,8 @@ export class Agent {
     for (const g of this.gateways.all()) ports.push({ id: g.id, kind: "gateway", name: g.name, network: "" });
     return {
       ready: this.ready,
+      following: this.view?.healthy ?? false,
+      storeTroubles: this.view?.troubles ?? 0,
       remoteEndpoints: this.reconciler.remoteCount,
       peers: this.reconciler.peerCount,
       ports,
@@ -171,9 +190,23 @@ export class Agent {
     this.log.info({ features: this.sw.features() }, "switch started");
     await this.lease.register();
     this.view = new ClusterView(o.store, {
-      onChange: () => this.scheduleReconcile(),
+      onChange: (changes) => {
+        this.pending.push(...changes);
+        this.schedule();
+      },
+      onResync: () => {
+        this.resyncWanted = true;
+        this.schedule();
+      },
       onProblem: (p) => this.log.warn({ key: p.key, problem: p.problem }, "skipping invalid record"),
       onReset: (reason) => this.log.warn({ reason }, "store watch reset; re-listing"),
+      onTrouble: (what, err, retryInMs) =>
+        this.log.error(
+          { what, err: err instanceof Error ? err.message : String(err), retryInMs },
+          what === "list"
+            ? "cannot list the cluster store: changes are not applied until it can"
+            : "store watch broken: changes may be late until it resumes",
+        ),
     });
     await this.view.start();
     await this.reconcile();
@@ -184,16 +217,30 @@ export class Agent {
       // Twice the lease TTL: a registration gone that long is a node gone, not a slow renewal.
       graceMs: 2 * 1000 * (o.leaseTtlSeconds ?? 10),
     });
-    this.departed.start(() => this.view?.snapshot());
+    this.departed.start(() => this.view?.records);
     this.server = new AgentServer(o.socketPath, (req) => this.handle(req));
     await this.server.listen();
     this.ready = true;
-    // Pod namespaces vanish without store events: look again now and then.
-    this.periodicTimer = setInterval(
-      () => this.scheduleReconcile(),
+    // Pod namespaces vanish without store events: look at this node's pods now and then.
+    this.localTimer = setInterval(
+      () => {
+        this.localWanted = true;
+        this.schedule();
+      },
       Math.min(10_000, Math.max(500, this.gcGraceMs / 2)),
     );
-    this.periodicTimer.unref();
+    this.localTimer.unref();
+    // A safety net under the per-event updates: everything compared again, now and then.
+    const resyncEvery = () => RESYNC_MS * (0.75 + Math.random() / 2);
+    const resync = (): void => {
+      this.resyncTimer = setTimeout(() => {
+        this.resyncWanted = true;
+        this.schedule();
+        resync();
+      }, resyncEvery());
+      this.resyncTimer.unref();
+    };
+    resync();
     this.log.info({ socket: o.socketPath, node: o.node }, "agent ready");
   }
 
@@ -203,7 +250,8 @@ export class Agent {
     this.ready = false;
     this.lease.stop();
     clearTimeout(this.reconcileTimer);
-    clearInterval(this.periodicTimer);
+    clearInterval(this.localTimer);
+    clearTimeout(this.resyncTimer);
     await this.departed?.stop();
     await this.server?.close();
     await this.view?.close();
@@ -220,21 +268,41 @@ export class Agent {
     return this.requests.handle(req);
   }
 
-  /** Brings the switch to what the current view says (reconcile.ts). */
+  /** Brings the switch to what the current view says, all of it (reconcile.ts resync). */
   reconcile(): Promise<void> {
     return this.ports.lock.run(async () => {
       const sw = this.sw;
       if (!sw || !this.view) return;
-      await this.reconciler.run(sw, this.view.snapshot());
+      this.pending = [];
+      this.resyncWanted = false;
+      await this.reconciler.resync(sw, this.view.records);
     });
   }
 
-  private scheduleReconcile(): void {
+  /** Applies what is wanted (a resync, the pending changes, or this node's side) soon, in one go. */
+  private schedule(): void {
     if (this.stopped || this.reconcileTimer) return;
     this.reconcileTimer = setTimeout(() => {
       this.reconcileTimer = undefined;
-      this.reconcile().catch((err: unknown) => this.log.error({ err: String(err) }, "reconcile failed"));
+      this.flush().catch((err: unknown) => this.log.error({ err: String(err) }, "reconcile failed"));
     }, this.opts.debounceMs ?? 10);
+  }
+
+  private flush(): Promise<void> {
+    return this.ports.lock.run(async () => {
+      const sw = this.sw;
+      if (!sw || !this.view) return;
+      const c = this.view.records;
+      const changes = this.pending;
+      const resync = this.resyncWanted;
+      const local = this.localWanted;
+      this.pending = [];
+      this.resyncWanted = false;
+      this.localWanted = false;
+      if (resync) await this.reconciler.resync(sw, c);
+      else if (changes.length > 0) await this.reconciler.update(sw, c, changes);
+      else if (local) await this.reconciler.local(sw, c);
+    });
   }
 
   /** What the switch found and uses, as the node record reports it (dctl node list). */

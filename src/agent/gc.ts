@@ -8,15 +8,36 @@
 import type { Logger } from "pino";
 import { releaseDepartedNode } from "../model/departed.js";
 import type { Store } from "../store/store.js";
-import type { ClusterSnapshot } from "./view.js";
+import { ClusterRecords, type ClusterSnapshot } from "./cluster.js";
 
-/** Nodes that own blocks or endpoints in the snapshot but have no registration. */
-export function unregisteredNodes(s: ClusterSnapshot, self: string): Set<string> {
-  const registered = new Set(s.nodes.map((n) => n.name));
+/** What the departed-node GC reads of the cluster: small, whatever the cluster's size. */
+export interface DepartureView {
+  /** Registered nodes. */
+  registered: ReadonlySet<string>;
+  /** Nodes that own endpoints or blocks. */
+  owners: ReadonlySet<string>;
+  networks: readonly string[];
+}
+
+export function departureView(c: ClusterRecords | ClusterSnapshot): DepartureView {
+  if (c instanceof ClusterRecords) {
+    return {
+      registered: new Set([...c.nodes()].map((n) => n.name)),
+      owners: c.owners(),
+      networks: [...c.networks()].map((n) => n.name),
+    };
+  }
+  return {
+    registered: new Set(c.nodes.map((n) => n.name)),
+    owners: new Set([...c.blocks.map((b) => b.node), ...c.endpoints.map((e) => e.node)]),
+    networks: [...new Set(c.networks.map((n) => n.name))],
+  };
+}
+
+/** Nodes that own blocks or endpoints but have no registration. */
+export function unregisteredNodes(v: DepartureView, self: string): Set<string> {
   const out = new Set<string>();
-  for (const b of s.blocks) if (!registered.has(b.node)) out.add(b.node);
-  for (const e of s.endpoints) if (!registered.has(e.node)) out.add(e.node);
-  out.delete(self);
+  for (const n of v.owners) if (!v.registered.has(n) && n !== self) out.add(n);
   return out;
 }
 
@@ -39,10 +60,10 @@ export class DepartedNodeGc {
 
   constructor(private readonly opts: DepartedNodeGcOptions) {}
 
-  start(snapshot: () => ClusterSnapshot | undefined): void {
+  start(cluster: () => ClusterRecords | undefined): void {
     const every = this.opts.intervalMs ?? Math.max(250, Math.floor(this.opts.graceMs / 4));
     this.timer = setInterval(() => {
-      const s = snapshot();
+      const s = cluster();
       if (s === undefined || this.running !== undefined) return;
       this.running = this.tick(s, Date.now()).finally(() => (this.running = undefined));
     }, every);
@@ -56,8 +77,9 @@ export class DepartedNodeGc {
   }
 
   /** Notes which nodes are missing now, and releases those missing for longer than the grace. */
-  async tick(s: ClusterSnapshot, nowMs: number): Promise<void> {
-    const missing = unregisteredNodes(s, this.opts.self);
+  async tick(c: ClusterRecords | ClusterSnapshot, nowMs: number): Promise<void> {
+    const v = departureView(c);
+    const missing = unregisteredNodes(v, this.opts.self);
     for (const node of [...this.missingSince.keys()]) if (!missing.has(node)) this.missingSince.delete(node);
     for (const node of missing) {
       const since = this.missingSince.get(node);
@@ -70,9 +92,8 @@ export class DepartedNodeGc {
         continue;
       }
       if (nowMs - since < this.opts.graceMs) continue;
-      const networks = [...new Set(s.networks.map((n) => n.name))];
       try {
-        const r = await releaseDepartedNode(this.opts.store, node, networks);
+        const r = await releaseDepartedNode(this.opts.store, node, v.networks);
         this.missingSince.delete(node);
         if (r.endpoints.length + r.addresses.length + r.blocks.length > 0) {
           this.opts.logger.info({ departed: node, ...r }, "released a departed node's endpoints and blocks");

@@ -146,6 +146,21 @@ export function createMetrics(source: MetricsSource): Registry {
     },
   });
   new Gauge({
+    name: "overlay_store_following",
+    help: "1 when the agent follows the cluster store (listed, watch open); 0 while changes may not be applied",
+    registers: [registry],
+    collect() {
+      this.set(source.state().following ? 1 : 0);
+    },
+  });
+  mirror(
+    registry,
+    "overlay_store_troubles_total",
+    "Listings and watches of the cluster store that failed (each is logged and retried)",
+    [],
+    (set) => set({}, source.state().storeTroubles),
+  );
+  new Gauge({
     name: "overlay_remote_endpoints",
     help: "Endpoints on other nodes programmed into the switch (pods and gateways)",
     registers: [registry],

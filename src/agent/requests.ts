@@ -21,7 +21,7 @@ import { toAgentError } from "./errors.js";
 import type { Plumbing } from "./plumbing.js";
 import type { AgentSwitch, PodPorts } from "./ports.js";
 import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "./protocol.js";
-import type { ClusterSnapshot } from "./view.js";
+import type { ClusterRecords } from "./cluster.js";
 
 /** ADD and CHECK requests: the ones that name the pod and its namespace. */
 type AttachRequest = Extract<AgentRequest, { podName: string; netns: string }>;
@@ -38,7 +38,9 @@ export interface RequestDeps {
   /** The switch; undefined once the agent stops. */
   dataplane(): AgentSwitch | undefined;
   /** The agent's picture of the cluster, for endpoints this node has no port of. */
-  snapshot(): ClusterSnapshot | undefined;
+  records(): ClusterRecords | undefined;
+  /** Whether the agent follows the store now (its view listed and watching). */
+  following(): boolean;
   /** Asks the reconcile to run soon. */
   changed(): void;
 }
@@ -189,11 +191,9 @@ export class CniRequests {
     const ifname = ifName || DEFAULT_IFNAME;
     const endpoint =
       ports.find(containerId, ifname)?.endpoint ??
-      this.d
-        .snapshot()
-        ?.endpoints.find(
-          (e) => e.containerId === containerId && e.ifname === ifname && e.node === this.d.node,
-        );
+      [...(this.d.records()?.endpointsOfNode(this.d.node).values() ?? [])].find(
+        (e) => e.containerId === containerId && e.ifname === ifname,
+      );
     if (endpoint) {
       await deleteEndpoint(this.d.store, {
         network: endpoint.network,
@@ -259,13 +259,22 @@ export class CniRequests {
         error: { code: CNI_ERR.notAvailable, msg: "cluster store unreachable", details: String(err) },
       };
     }
+    if (!this.d.following()) {
+      return {
+        ok: false,
+        error: {
+          code: CNI_ERR.notAvailable,
+          msg: "agent is not following the cluster store (its listing or watch fails; see its log): changes made since are not applied yet",
+        },
+      };
+    }
     return { ok: true };
   }
 
   /** Releases every attachment of this node that the runtime no longer lists. */
   private async gc(valid: { containerId: string; ifName: string }[]): Promise<AgentResponse> {
     const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName || DEFAULT_IFNAME}`));
-    const mine = this.d.snapshot()?.endpoints.filter((e) => e.node === this.d.node) ?? [];
+    const mine = [...(this.d.records()?.endpointsOfNode(this.d.node).values() ?? [])];
     for (const e of mine) {
       if (keep.has(`${e.containerId}/${e.ifname}`)) continue;
       this.d.log.info(

@@ -1,8 +1,14 @@
 /**
- * The agent's picture of the cluster: every record under the overlay's root, kept equal to the
- * store by one listing and one watch from the listing's revision. A watch reset (history
- * compacted, connection lost too long) re-lists; it never reads as "everything was deleted".
- * Records that fail validation are reported with their key and left out.
+ * The agent's picture of the cluster: the records under the overlay's root that it follows, kept
+ * equal to the store by one listing and one watch from the listing's revision, in a
+ * ClusterRecords index. Each batch of watch events is handed on as the records it changed; a
+ * listing (at start, and after a watch reset: history compacted, connection lost too long) as a
+ * resync. A reset never reads as "everything was deleted". Records that fail validation are
+ * reported with their key and left out.
+ *
+ * Never deaf in silence: a listing or watch that fails is reported (onTrouble, which the agent
+ * logs, counts and shows in its readiness) and retried with a growing, jittered delay until it
+ * succeeds; `healthy` says whether the view is following the store now.
  */
 import type { KeyValue, Store, Watch, WatchEvent } from "../store/store.js";
 import {
@@ -11,26 +17,15 @@ import {
   parseNamespace,
   parseNetwork,
   parseNode,
-  type BlockRecord,
-  type EndpointRecord,
-  type NamespaceRecord,
-  type NetworkRecord,
-  type NodeRecord,
   type Parsed,
   type RecordProblem,
 } from "../model/records.js";
 import { ROOT, recordKindOf, type RecordKind } from "../model/keys.js";
+import { ClusterRecords, type ClusterSnapshot, type RecordChange, type RecordOfKind } from "./cluster.js";
 
-export interface ClusterSnapshot {
-  networks: NetworkRecord[];
-  namespaces: NamespaceRecord[];
-  endpoints: EndpointRecord[];
-  nodes: NodeRecord[];
-  blocks: BlockRecord[];
-  revision: number;
-}
+export type { ClusterSnapshot } from "./cluster.js";
 
-const PARSERS: Record<RecordKind, (kv: Pick<KeyValue, "key" | "value">) => Parsed<unknown>> = {
+const PARSERS: { [K in RecordKind]: (kv: Pick<KeyValue, "key" | "value">) => Parsed<RecordOfKind[K]> } = {
   network: parseNetwork,
   namespace: parseNamespace,
   endpoint: parseEndpoint,
@@ -39,18 +34,32 @@ const PARSERS: Record<RecordKind, (kv: Pick<KeyValue, "key" | "value">) => Parse
 };
 
 export interface ViewHandlers {
-  /** Something changed; called after each batch of events (the agent debounces). */
-  onChange(): void;
+  /** Records changed (one batch of watch events); the agent applies them in proportion. */
+  onChange(changes: readonly RecordChange[]): void;
+  /** The whole picture was read again (start, or after a reset): reconcile everything. */
+  onResync?(): void;
   onProblem(problem: RecordProblem): void;
   onReset?(reason: string): void;
+  /** A listing or watch failed; it is retried in `retryInMs`. */
+  onTrouble?(what: string, err: unknown, retryInMs: number): void;
 }
 
+/** Delays between attempts to list again: 0.5 s doubling to 30 s, each with up to 50% jitter. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
 export class ClusterView {
-  private records = new Map<string, { kind: RecordKind; value: unknown }>();
+  readonly records = new ClusterRecords();
   private watch: Watch | undefined;
   private revision = 0;
   private closed = false;
   private relisting: Promise<void> | undefined;
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Following the store: listed, and the watch is open. */
+  healthy = false;
+  /** Failed listings and watches since start. */
+  troubles = 0;
 
   constructor(
     private readonly store: Store,
@@ -63,54 +72,41 @@ export class ClusterView {
   }
 
   snapshot(): ClusterSnapshot {
-    const s: ClusterSnapshot = {
-      networks: [],
-      namespaces: [],
-      endpoints: [],
-      nodes: [],
-      blocks: [],
-      revision: this.revision,
-    };
-    for (const { kind, value } of this.records.values()) {
-      if (kind === "network") s.networks.push(value as NetworkRecord);
-      else if (kind === "namespace") s.namespaces.push(value as NamespaceRecord);
-      else if (kind === "endpoint") s.endpoints.push(value as EndpointRecord);
-      else if (kind === "node") s.nodes.push(value as NodeRecord);
-      else s.blocks.push(value as BlockRecord);
-    }
-    return s;
+    return this.records.snapshot(this.revision);
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.retryTimer);
     await this.watch?.close();
     this.watch = undefined;
   }
 
-  private put(key: string, value: string): void {
+  /** Applies one stored value; the change, or undefined for keys of kinds the agent ignores. */
+  private put(key: string, value: string): RecordChange | undefined {
     const kind = recordKindOf(key);
-    if (kind === undefined) return;
+    if (kind === undefined) return undefined;
     const parsed = PARSERS[kind]({ key, value });
-    if (parsed.ok) {
-      this.records.set(key, { kind, value: parsed.value });
-    } else {
-      this.records.delete(key);
-      this.handlers.onProblem(parsed.problem);
-    }
+    if (parsed.ok) return this.records.put(kind, key, parsed.value);
+    this.handlers.onProblem(parsed.problem);
+    return this.records.delete(key);
   }
 
   private apply(events: WatchEvent[]): void {
+    const changes: RecordChange[] = [];
     for (const e of events) {
-      if (e.type === "put" && e.value !== undefined) this.put(e.key, e.value);
-      else this.records.delete(e.key);
+      const c =
+        e.type === "put" && e.value !== undefined ? this.put(e.key, e.value) : this.records.delete(e.key);
+      if (c !== undefined) changes.push(c);
       this.revision = Math.max(this.revision, e.modRevision);
     }
-    this.handlers.onChange();
+    if (changes.length > 0) this.handlers.onChange(changes);
   }
 
   private relist(): Promise<void> {
     this.relisting ??= (async () => {
       try {
+        this.healthy = false;
         await this.watch?.close().catch(() => undefined);
         this.watch = undefined;
         const { items, revision } = await this.store.list(ROOT);
@@ -124,9 +120,12 @@ export class ClusterView {
             this.handlers.onReset?.(reason);
             this.scheduleRelist();
           },
-          onError: () => this.scheduleRelist(),
+          // The store's watch resumes by itself from its last revision; say so, and look again.
+          onError: (err) => this.trouble("watch", err),
         });
-        this.handlers.onChange();
+        this.healthy = true;
+        this.failures = 0;
+        this.handlers.onResync?.();
       } finally {
         this.relisting = undefined;
       }
@@ -134,11 +133,40 @@ export class ClusterView {
     return this.relisting;
   }
 
-  /** Re-lists after a reset, retrying every second while the store is unreachable. */
+  /**
+   * A listing failed (list again later), or the watch broke (the store resumes it by itself;
+   * health returns once the store answers again). Either way: reported, and retried later with a
+   * growing, jittered delay.
+   */
+  private trouble(what: "list" | "watch", err: unknown): void {
+    if (this.closed) return;
+    this.healthy = false;
+    this.troubles++;
+    const base = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(this.failures, 16));
+    this.failures++;
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    this.handlers.onTrouble?.(what, err, delay);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (what === "list" || this.watch === undefined) {
+        this.scheduleRelist();
+        return;
+      }
+      this.store.get(ROOT).then(
+        () => {
+          if (this.watch === undefined || this.closed) return;
+          this.healthy = true;
+          this.failures = 0;
+        },
+        (e: unknown) => this.trouble("watch", e),
+      );
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  /** Lists again (after a reset or a failure), retrying with backoff while it fails. */
   private scheduleRelist(): void {
     if (this.closed || this.relisting) return;
-    this.relist().catch(() => {
-      if (!this.closed) setTimeout(() => this.scheduleRelist(), 1000).unref();
-    });
+    this.relist().catch((err: unknown) => this.trouble("list", err));
   }
 }

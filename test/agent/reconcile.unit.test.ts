@@ -5,12 +5,17 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Agent } from "../../src/agent/agent.js";
+import { desiredState } from "../../src/agent/desired.js";
+import { ClusterView } from "../../src/agent/view.js";
+import type { RemoteEndpoint } from "../../src/dataplane/switch.js";
 import { createEndpoint, deleteEndpoint } from "../../src/model/endpoints.js";
 import { macFromIpv4 } from "../../src/model/ipam.js";
 import { namespaceKey } from "../../src/model/keys.js";
 import {
   GLOBAL_VNI,
+  ensureNamespace,
   isolateNamespaces,
+  joinNamespaces,
   makeNamespacesGlobal,
   namespaceVni,
 } from "../../src/model/namespaces.js";
@@ -151,5 +156,118 @@ describe("the agent's switch follows the store", () => {
     const ports = again.sw.podPorts();
     expect(ports.map((p) => [p.options.netns, p.vni])).toEqual([["/run/netns/c1", coffee]]);
     expect(again.plumbing.configured.map((c) => c.netns)).toEqual(["/run/netns/c1"]);
+  });
+});
+
+/** A store whose listings can be made to fail, and whose watches the test can reset. */
+class FlakyStore {
+  failLists = 0;
+  readonly resets: ((reason: string) => void)[] = [];
+  constructor(readonly base: Store) {}
+  store(): Store {
+    const b = this.base;
+    return {
+      get: (k) => b.get(k),
+      txn: (c, s, f) => b.txn(c, s, f),
+      grantLease: (t) => b.grantLease(t),
+      close: () => b.close(),
+      list: async (p) => {
+        if (this.failLists > 0) {
+          this.failLists--;
+          throw new Error("list failed: 8 RESOURCE_EXHAUSTED: Received message larger than max");
+        }
+        return b.list(p);
+      },
+      watch: async (p, r, h) => {
+        this.resets.push((reason) => h.onReset(reason));
+        return b.watch(p, r, h);
+      },
+    };
+  }
+  /** Resets the newest watch, as a compaction would. */
+  reset(): void {
+    const r = this.resets[this.resets.length - 1];
+    if (r === undefined) throw new Error("no watch to reset");
+    r("history compacted");
+  }
+}
+
+describe("the agent never goes deaf in silence, and a storm of changes ends in the store's picture", () => {
+  let base: Store;
+  let flaky: FlakyStore;
+  let agent: Agent;
+  let sw: FakeSwitch;
+  let stop: () => Promise<void>;
+
+  beforeEach(async () => {
+    base = await memoryStore();
+    await createNetwork(base, { name: "red", subnet: "172.30.0.0/16" });
+    await registerNode(base, { name: "node2", underlayIp: NODE2_VTEP });
+    await registerNode(base, { name: "node3", underlayIp: "10.99.0.3" });
+    flaky = new FlakyStore(base);
+    ({ agent, sw, stop } = await startFakeAgent(flaky.store()));
+  });
+
+  afterEach(async () => {
+    await stop();
+    await base.close();
+  });
+
+  const pod = (name: string, namespace: string, node = "node2") =>
+    createEndpoint(base, { network: "red", namespace, pod: name, node, containerId: `ctr-${name}` });
+
+  /** What a fresh agent would program from the store as it is now. */
+  async function storePicture(): Promise<Map<string, RemoteEndpoint>> {
+    const fresh = new ClusterView(base, { onChange: () => undefined, onProblem: () => undefined });
+    await fresh.start();
+    const want = desiredState(fresh.records, "node1").remotes;
+    await fresh.close();
+    return new Map(want.map((r) => [r.mac, r]));
+  }
+
+  it("says when it cannot list the store, retries, and then applies every change made meanwhile", async () => {
+    const r1 = await pod("r1", "coffee");
+    await expect.poll(() => sw.remotes.has(r1.mac)).toBe(true);
+    flaky.failLists = 2;
+    flaky.reset();
+    await expect.poll(() => agent.state().following).toBe(false);
+    expect(agent.state().storeTroubles).toBeGreaterThanOrEqual(1);
+    const status = await agent.handle({ op: "STATUS" });
+    expect(status).toMatchObject({ ok: false, error: { code: 50 } });
+    expect(JSON.stringify(status)).toContain("not following the cluster store");
+    // Written while the agent cannot read: a new pod, and r1 gone.
+    const r2 = await pod("r2", "coffee");
+    await deleteEndpoint(base, { network: "red", namespace: "coffee", pod: "r1" });
+    await expect.poll(() => agent.state().following, { timeout: 15_000 }).toBe(true);
+    await expect.poll(() => [sw.remotes.has(r2.mac), sw.remotes.has(r1.mac)]).toEqual([true, false]);
+    expect(await agent.handle({ op: "STATUS" })).toEqual({ ok: true });
+    expect(new Map(sw.remotes)).toEqual(await storePicture());
+  });
+
+  it("applies a storm of changes one by one, a re-list in the middle included, and ends equal to the store", async () => {
+    await ensureNamespace(base, "red", "tea", "dctl");
+    const made = await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        pod(`p${i}`, i % 2 ? "coffee" : "tea", i % 3 ? "node2" : "node3"),
+      ),
+    );
+    await expect.poll(() => sw.remotes.size, { timeout: 10_000 }).toBeGreaterThanOrEqual(120);
+    sw.calls.length = 0;
+    const storm = [
+      ...made
+        .slice(0, 40)
+        .map((e) => deleteEndpoint(base, { network: "red", namespace: e.namespace, pod: e.pod })),
+      ...Array.from({ length: 40 }, (_, i) => pod(`q${i}`, "coffee")),
+      joinNamespaces(base, "red", ["coffee", "tea"]),
+    ];
+    flaky.reset(); // a compaction in the middle: the view lists again
+    await Promise.all(storm);
+    await isolateNamespaces(base, "red", ["tea"]);
+    await base.txn([], [{ type: "delete", key: "/overlay/v1/node/node3" }]);
+    const want = await storePicture();
+    await expect.poll(() => new Map(sw.remotes), { timeout: 10_000 }).toEqual(want);
+    // Per change, not per table: most of the work went through updateRemotes.
+    const updates = sw.calls.filter((c) => c.startsWith("updateRemotes")).length;
+    expect(updates).toBeGreaterThan(0);
   });
 });
