@@ -1,0 +1,905 @@
+/**
+ * Control plane at cluster scale: one real agent against one etcd, the other N-1 nodes of the
+ * cluster simulated by a generator that writes the records their agents would write.
+ *
+ * For each scale point (N nodes x P pods per node):
+ *   1. a fresh etcd (its own temp folder, free ports on 127.0.0.1, a backend quota of 8 GiB);
+ *   2. the generator (bench/scale-churn.mjs, a child process) writes the overlay network
+ *      (172.30.0.0/16, /24 blocks), 20 namespaces, the registrations of nodes 2..N under a lease
+ *      it keeps alive, a block per node and P endpoints per node with their address records;
+ *   3. this process reads the store back (per namespace, so no listing is large) and computes
+ *      the remote table every agent must hold by the rule of src/agent/desired.ts, written out
+ *      again here: each endpoint of another registered node on its namespace's VNI, each other
+ *      node's gateway on the global VNI;
+ *   4. the agent host (bench/scale-agent.mjs, a child process) starts a real Agent for node 1
+ *      with a real Switch (127.0.0.1, no ports) behind a recorder, and no-op host plumbing. It
+ *      reports when the switch has been given every entry of that table (start -> programmed),
+ *      and its memory (VmRSS, VmHWM);
+ *   5. churn: the generator writes endpoint creates and deletes at --churn-rate per second for
+ *      --churn-seconds, reporting for each the MAC and when etcd acknowledged it; the agent host
+ *      measures its CPU over the same window and logs every table call with the MACs it added
+ *      and removed. Each write is matched with the first table call that applied it;
+ *   6. the agent's remote table is compared, entry by entry, with the store's;
+ *   7. `dctl network overlay endpoints red -o json` and `dctl network overlay check red` are run
+ *      and timed against the same etcd;
+ *   8. everything started for the point is stopped by its pid and its folder removed.
+ * A point whose agent fails (does not start, is not programmed in --timeout seconds, falls
+ * behind) is reported with what happened, and the next point runs.
+ *
+ * Why the agent runs in a process of its own per point, not in this one: VmHWM is a peak over a
+ * process's life, so a fresh process per point is what makes each point's memory its own; this
+ * process holds the expected tables, the write log and dctl's output, none of which is the
+ * agent's to carry; and an agent that hangs can be killed by pid without losing the run. That
+ * process hosts nothing but the agent, the switch and the recorder.
+ *
+ * usage: node bench/scale.mjs [--points 50x100,200x50,256x250] [--churn-rate 200]
+ *   [--churn-seconds 10] [--timeout 120] [--json] [--quick]
+ * No root needed (the switch has no ports; nothing on the host is touched). Needs etcd
+ * (Debian's etcd-server, /usr/bin/etcd, or $ETCD_BINARY) and the compiled TypeScript
+ * (npx tsc -p tsconfig.build.json) and addon.
+ */
+import { execFile, execFileSync, fork, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { clearTimeout, setTimeout } from "node:timers";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { blockGateway, listBlocks, macFromIpv4 } from "../dist/src/model/ipam.js";
+import { namespaceEndpointsPrefix } from "../dist/src/model/keys.js";
+import { GLOBAL_VNI, listNamespaces, podVni } from "../dist/src/model/namespaces.js";
+import { getNetwork } from "../dist/src/model/networkread.js";
+import { listNodes } from "../dist/src/model/nodes.js";
+import { parseEndpoint } from "../dist/src/model/records.js";
+import { openStore } from "../dist/src/store/index.js";
+import { TableDigest, clock, entryValue, errorText, nodeName } from "./scale-common.mjs";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const ETCD = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
+const NETWORK = "red";
+const SUBNET = "172.30.0.0/16";
+const NAMESPACES = 20;
+const AGENT_NODE = nodeName(1);
+const QUOTA_BYTES = 8 * 1024 ** 3;
+/** How long after the churn the agent may still apply its last events. */
+const SETTLE_MS = 10_000;
+const DCTL_TIMEOUT_MS = 120_000;
+
+const TARGETS = {
+  programmedMs: 3000,
+  hwmMb: 300,
+  cpuPercent: 10,
+  p50Ms: 20,
+  p99Ms: 100,
+  dctlMs: 3000,
+  scaling: 1.5,
+};
+
+function parseArgs(argv) {
+  const o = {
+    points: "50x100,200x50,256x250",
+    churnRate: 200,
+    churnSeconds: 10,
+    timeoutS: 120,
+    json: false,
+    quick: false,
+  };
+  let pointsGiven = false;
+  let secondsGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const number = (min, max) => {
+      const n = Number(value());
+      if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${a} must be ${min}..${max}`);
+      return n;
+    };
+    if (a === "--points") {
+      o.points = value();
+      pointsGiven = true;
+    } else if (a === "--churn-rate") o.churnRate = number(2, 5000);
+    else if (a === "--churn-seconds") {
+      o.churnSeconds = number(1, 600);
+      secondsGiven = true;
+    } else if (a === "--timeout") o.timeoutS = number(5, 3600);
+    else if (a === "--json") o.json = true;
+    else if (a === "--quick") o.quick = true;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (o.quick) {
+    if (!pointsGiven) o.points = "10x20";
+    if (!secondsGiven) o.churnSeconds = 3;
+  }
+  const points = o.points.split(",").map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s.trim());
+    const nodes = Number(m?.[1]);
+    const pods = Number(m?.[2]);
+    if (!m || nodes < 2 || nodes > 256 || pods < 1 || pods > 250) {
+      throw new Error(`--points: "${s}" is not NODESxPODS with 2..256 nodes and 1..250 pods per node`);
+    }
+    return { nodes, pods };
+  });
+  return { ...o, points };
+}
+
+// ---- processes and folders this run started: stopped by pid, removed, whatever happens --------
+
+/** @type {Set<import("node:child_process").ChildProcess>} */
+const children = new Set();
+/** @type {Set<string>} */
+const folders = new Set();
+
+/** @param {import("node:child_process").ChildProcess} child */
+function track(child) {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+/** Stops a child by its pid: SIGTERM, SIGKILL after `graceMs`. */
+async function stopChild(child, graceMs = 5000) {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  process.kill(child.pid, "SIGTERM");
+  const timer = setTimeout(() => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid, "SIGKILL");
+    }
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+function killAllNow() {
+  for (const c of children) {
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+  for (const d of folders) rmSync(d, { recursive: true, force: true });
+}
+
+process.on("exit", killAllNow);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping etcd, the agent and the generator\n`);
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+function progress(text) {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
+}
+
+// ---- etcd ---------------------------------------------------------------------------------
+
+/** @param {number} count @returns {Promise<number[]>} TCP ports free on 127.0.0.1 a moment ago */
+async function freePorts(count) {
+  const servers = Array.from({ length: count }, () => createServer());
+  const ports = await Promise.all(
+    servers.map(
+      (s) =>
+        new Promise((resolve, reject) => {
+          s.once("error", reject);
+          s.listen(0, "127.0.0.1", () =>
+            resolve(/** @type {import("node:net").AddressInfo} */ (s.address()).port),
+          );
+        }),
+    ),
+  );
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+/** A fresh single-member etcd in `dir`, stopped by its pid. */
+async function startEtcd(dir) {
+  const [clientPort, peerPort] = await freePorts(2);
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const child = track(
+    spawn(
+      ETCD,
+      [
+        ...["--name", "scale", "--data-dir", join(dir, "etcd")],
+        ...["--listen-client-urls", client, "--advertise-client-urls", client],
+        ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
+        ...["--initial-cluster", `scale=${peer}`, "--initial-cluster-state", "new"],
+        ...["--initial-cluster-token", `scale-${process.pid}-${clientPort}`],
+        ...["--heartbeat-interval", "50", "--election-timeout", "500"],
+        ...["--quota-backend-bytes", String(QUOTA_BYTES)],
+        ...["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"],
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    ),
+  );
+  let tail = "";
+  child.stderr?.on("data", (d) => (tail = (tail + String(d)).slice(-4000)));
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`etcd exited (${await exited}) before it was ready:\n${tail}`);
+    }
+    try {
+      const res = await globalThis.fetch(`${client}/health`, {
+        signal: globalThis.AbortSignal.timeout(1000),
+      });
+      if (/** @type {{ health?: string }} */ (await res.json()).health === "true") break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      await stopChild(child);
+      throw new Error(`etcd not healthy in 20 s:\n${tail}`);
+    }
+    await sleep(50);
+  }
+  return { url: `etcd://127.0.0.1:${clientPort}`, pid: child.pid, stop: () => stopChild(child) };
+}
+
+// ---- child processes spoken to over IPC ---------------------------------------------------
+
+/**
+ * A forked child and the messages it sent, awaited by type.
+ * @param {string} script
+ * @param {string[]} args
+ */
+function forkChild(script, args) {
+  const child = track(
+    fork(join(ROOT, "bench", script), args, {
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "advanced",
+    }),
+  );
+  /** @type {any[]} */
+  const inbox = [];
+  /** @type {{ types: string[], resolve: (m: any) => void }[]} */
+  const waiting = [];
+  let stderr = "";
+  const keep = (d) => (stderr = (stderr + String(d)).slice(-8000));
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  child.on("message", (m) => {
+    const i = waiting.findIndex((w) => w.types.includes(m.type));
+    if (i >= 0) waiting.splice(i, 1)[0]?.resolve(m);
+    else inbox.push(m);
+  });
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+  return {
+    child,
+    get stderr() {
+      return stderr;
+    },
+    /**
+     * The next message of one of `types`; rejects when the child exits first or after `timeoutMs`.
+     * @param {string[]} types
+     * @param {number} timeoutMs
+     */
+    next(types, timeoutMs) {
+      const i = inbox.findIndex((m) => types.includes(m.type));
+      if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
+      return new Promise((resolve, reject) => {
+        const entry = {
+          types,
+          resolve: (m) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiting.splice(waiting.indexOf(entry), 1);
+          reject(
+            new Error(`no ${types.join(" or ")} from ${script} within ${Math.round(timeoutMs / 1000)} s`),
+          );
+        }, timeoutMs);
+        waiting.push(entry);
+        exited.then((code) => {
+          if (!waiting.includes(entry)) return;
+          waiting.splice(waiting.indexOf(entry), 1);
+          clearTimeout(timer);
+          reject(
+            new Error(`${script} exited (${code}) before sending ${types.join(" or ")}:\n${stderr.trim()}`),
+          );
+        });
+      });
+    },
+    /** @param {object} message @param {string[]} types @param {number} timeoutMs */
+    ask(message, types, timeoutMs) {
+      const answer = this.next(types, timeoutMs);
+      child.send(message);
+      return answer;
+    },
+    /** Asks it to stop; by pid when it does not exit within `graceMs`. */
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.connected) child.send({ cmd: "stop" });
+      const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+      if (!done) await stopChild(child);
+    },
+  };
+}
+
+// ---- the store's side: what the agent must hold -------------------------------------------
+
+/**
+ * The remote table node 1 must hold, from the store as it is now: every endpoint of another
+ * registered node on its namespace's VNI, and every other registered node's gateway (the first
+ * address of each of its blocks) on the global VNI. Endpoints are listed per namespace, so that
+ * no single response is large.
+ */
+async function expectedTable(store) {
+  const { value: network } = await getNetwork(store, NETWORK);
+  const namespaces = (await listNamespaces(store, NETWORK)).entries.map((e) => e.value);
+  const nodes = new Map((await listNodes(store)).entries.map((e) => [e.value.name, e.value]));
+  const blocks = (await listBlocks(store, NETWORK)).entries.map((e) => e.value);
+  /** @type {Map<string, string>} */
+  const entries = new Map();
+  let endpoints = 0;
+  let remoteEndpoints = 0;
+  let gateways = 0;
+  let problems = 0;
+  for (const ns of namespaces) {
+    const vni = podVni(network, ns);
+    const { items } = await store.list(namespaceEndpointsPrefix(NETWORK, ns.name));
+    for (const kv of items) {
+      const parsed = parseEndpoint(kv);
+      if (!parsed.ok) {
+        problems++;
+        continue;
+      }
+      const e = parsed.value;
+      endpoints++;
+      const node = nodes.get(e.node);
+      if (e.node === AGENT_NODE || node === undefined || vni === undefined) continue;
+      entries.set(e.mac, entryValue({ vni, ipv4: e.ip, vtep: node.underlayIp }));
+      remoteEndpoints++;
+    }
+  }
+  for (const b of blocks) {
+    const node = nodes.get(b.node);
+    if (b.node === AGENT_NODE || node === undefined) continue;
+    const ip = blockGateway(b.cidr);
+    entries.set(macFromIpv4(ip), entryValue({ vni: GLOBAL_VNI, ipv4: ip, vtep: node.underlayIp }));
+    gateways++;
+  }
+  const digest = new TableDigest();
+  for (const [mac, value] of entries) digest.add(mac, value);
+  return {
+    entries,
+    digest: digest.value(),
+    endpoints,
+    remoteEndpoints,
+    gateways,
+    problems,
+    nodes: nodes.size,
+  };
+}
+
+/** What differs between the agent's table and the store's, named (at most 10 of each). */
+function tableDifference(expected, actualEntries) {
+  const actual = new Map(actualEntries);
+  const missing = [];
+  const wrong = [];
+  const stale = [];
+  for (const [mac, value] of expected) {
+    const have = actual.get(mac);
+    if (have === undefined) missing.push(`${mac} ${value}`);
+    else if (have !== value) wrong.push(`${mac} is ${have}, store says ${value}`);
+  }
+  for (const [mac, value] of actual) if (!expected.has(mac)) stale.push(`${mac} ${value}`);
+  return {
+    missing: missing.length,
+    wrong: wrong.length,
+    stale: stale.length,
+    examples: [
+      ...missing.slice(0, 10).map((s) => `missing ${s}`),
+      ...wrong.slice(0, 10),
+      ...stale.slice(0, 10).map((s) => `stale ${s}`),
+    ],
+  };
+}
+
+// ---- matching writes with table calls -----------------------------------------------------
+
+/** Clocks of two processes may differ by this much; a call this long before a write may be its. */
+const CLOCK_SLACK_MS = 2;
+
+/**
+ * For each acknowledged write, the first table call after it was sent that added (create) or
+ * removed (delete) its MAC. Returns the latencies (call returned - store acknowledged, and call
+ * returned - write sent) and the writes no call applied. The acknowledgement's time is when the
+ * generator's callback ran: on a busy machine that can be later than the agent's table call, so
+ * a latency can be negative (the JSON keeps the minimum).
+ */
+function matchWrites(writes, log) {
+  /** @type {Map<string, { t: number, kind: "add" | "del" }[]>} */
+  const byMac = new Map();
+  for (const c of log) {
+    for (const mac of c.added) (byMac.get(mac) ?? byMac.set(mac, []).get(mac))?.push({ t: c.t, kind: "add" });
+    for (const mac of c.removed)
+      (byMac.get(mac) ?? byMac.set(mac, []).get(mac))?.push({ t: c.t, kind: "del" });
+  }
+  const latencies = [];
+  const fromSent = [];
+  const unapplied = [];
+  for (const w of writes) {
+    const hit = (byMac.get(w.mac) ?? []).find((c) => c.kind === w.kind && c.t >= w.tSent - CLOCK_SLACK_MS);
+    if (hit === undefined) unapplied.push(w);
+    else {
+      latencies.push(hit.t - w.tAck);
+      fromSent.push(hit.t - w.tSent);
+    }
+  }
+  return { latencies, fromSent, unapplied };
+}
+
+/** @param {number[]} values @param {number} p */
+function percentile(values, p) {
+  if (values.length === 0) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
+}
+
+// ---- dctl ---------------------------------------------------------------------------------
+
+/** Runs dctl against the store, timed; a failure is a result, not an exception. */
+function dctl(url, args) {
+  return new Promise((resolve) => {
+    const t0 = clock();
+    execFile(
+      process.execPath,
+      [join(ROOT, "dist", "src", "cli", "dctl.js"), "--store", url, ...args],
+      { cwd: ROOT, timeout: DCTL_TIMEOUT_MS, encoding: "utf8", maxBuffer: 1 << 30 },
+      (error, stdout, stderr) => {
+        const ms = clock() - t0;
+        const code = error
+          ? typeof error.code === "number"
+            ? error.code
+            : `${error.signal ?? error.code}`
+          : 0;
+        resolve({ ms, code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function timeDctl(url, expectedEndpoints) {
+  const out = {};
+  const list = await dctl(url, ["network", "overlay", "endpoints", NETWORK, "-o", "json"]);
+  out.endpoints = { ms: list.ms, code: list.code, ok: list.code === 0 };
+  if (list.code === 0) {
+    try {
+      const n = /** @type {unknown[]} */ (JSON.parse(list.stdout)).length;
+      out.endpoints.listed = n;
+      if (n !== expectedEndpoints) {
+        out.endpoints.ok = false;
+        out.endpoints.error = `listed ${n} endpoints, the store holds ${expectedEndpoints}`;
+      }
+    } catch (err) {
+      out.endpoints.ok = false;
+      out.endpoints.error = `output is not JSON: ${errorText(err)}`;
+    }
+  } else out.endpoints.error = (list.stderr || list.stdout).trim().slice(0, 600);
+  const check = await dctl(url, ["network", "overlay", "check", NETWORK]);
+  out.check = { ms: check.ms, code: check.code, ok: check.code === 0 };
+  if (check.code !== 0) out.check.error = (check.stderr || check.stdout).trim().slice(0, 600);
+  else out.check.summary = check.stdout.trim().split("\n").pop();
+  return out;
+}
+
+// ---- one scale point ----------------------------------------------------------------------
+
+async function runPoint(o, point) {
+  const label = `${point.nodes}x${point.pods}`;
+  /** @type {any} */
+  const r = {
+    point: label,
+    nodes: point.nodes,
+    podsPerNode: point.pods,
+    failures: [],
+    loadavgStart: loadavg()[0],
+  };
+  const dir = mkdtempSync(join(tmpdir(), `overlay-scale-${label}-`));
+  folders.add(dir);
+  /** @type {Awaited<ReturnType<typeof startEtcd>> | undefined} */
+  let etcd;
+  /** @type {ReturnType<typeof forkChild> | undefined} */
+  let gen;
+  /** @type {ReturnType<typeof forkChild> | undefined} */
+  let host;
+  /** @type {import("../dist/src/store/store.js").Store | undefined} */
+  let store;
+  try {
+    etcd = await startEtcd(dir);
+    progress(`${label}: etcd ${etcd.url} (pid ${etcd.pid})`);
+    const url = etcd.url;
+    const size = ["--nodes", String(point.nodes), "--pods", String(point.pods)];
+    gen = forkChild("scale-churn.mjs", [
+      ...[
+        "--store",
+        url,
+        ...size,
+        "--namespaces",
+        String(NAMESPACES),
+        "--network",
+        NETWORK,
+        "--subnet",
+        SUBNET,
+      ],
+    ]);
+    await gen.next(["ready"], 30_000);
+    const loaded = await gen.ask({ cmd: "load" }, ["loaded", "error"], 600_000);
+    if (loaded.type === "error") throw new Error(`loading the cluster failed: ${loaded.error}`);
+    r.loadMs = loaded.ms;
+    progress(
+      `${label}: wrote ${loaded.nodes} nodes, ${loaded.endpoints} endpoints in ${(loaded.ms / 1000).toFixed(1)} s`,
+    );
+
+    store = await openStore(url, { timeoutMs: 30_000 });
+    const before = await expectedTable(store);
+    r.endpoints = before.endpoints;
+    r.expectedRemotes = before.digest.count;
+    r.expectedGateways = before.gateways;
+
+    // The agent: started, programmed, churned, compared. Its failures are results; dctl runs anyway.
+    const measureAgent = async () => {
+      host = forkChild("scale-agent.mjs", [
+        ...["--store", url, "--node", AGENT_NODE, "--socket", join(dir, "agent.sock")],
+        ...["--expect", `${before.digest.count},${before.digest.sum},${before.digest.xor}`],
+        ...["--timeout-ms", String(o.timeoutS * 1000)],
+      ]);
+      // "started" (start() returned) may come first; what counts is one of these.
+      const agentUp = await host.next(
+        ["programmed", "not-programmed", "start-failed"],
+        (o.timeoutS + 30) * 1000,
+      );
+      if (agentUp.type === "start-failed") {
+        r.start = {
+          ok: false,
+          error: agentUp.error,
+          afterMs: agentUp.afterMs,
+          rssMb: agentUp.rssMb,
+          hwmMb: agentUp.hwmMb,
+          warnings: agentUp.warnings,
+        };
+        r.failures.push(
+          `agent start failed after ${(agentUp.afterMs / 1000).toFixed(1)} s: ${agentUp.error}`,
+        );
+        return;
+      }
+      if (agentUp.type === "not-programmed") {
+        r.start = { ok: false, ...agentUp };
+        const state = await host.ask({ cmd: "dump" }, ["dump"], 30_000);
+        const diff = tableDifference(before.entries, state.entries);
+        r.failures.push(
+          `not programmed after ${o.timeoutS} s: ${agentUp.have.count} of ${before.digest.count} entries` +
+            `${agentUp.startMs === undefined ? " (start() had not returned)" : ""}; ` +
+            `${diff.missing} missing, ${diff.wrong} wrong, ${diff.stale} stale` +
+            (diff.examples.length ? ` (${diff.examples.slice(0, 3).join("; ")})` : ""),
+        );
+        return;
+      }
+      r.start = {
+        ok: true,
+        startMs: agentUp.startMs,
+        programmedMs: agentUp.programmedMs,
+        rssMb: agentUp.rssMb,
+        hwmMb: agentUp.hwmMb,
+        baselineRssMb: agentUp.baselineRssMb,
+        calls: agentUp.calls,
+        entriesCarried: agentUp.entriesCarried,
+        switchMs: agentUp.switchMs,
+      };
+      progress(
+        `${label}: agent programmed ${before.digest.count} remotes in ${Math.round(agentUp.programmedMs)} ms`,
+      );
+
+      // Churn: the agent host's CPU over the generator's writing window.
+      const begun = await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
+      const churned = await gen.ask(
+        { cmd: "churn", rate: o.churnRate, seconds: o.churnSeconds },
+        ["churned", "error"],
+        (o.churnSeconds + 120) * 1000,
+      );
+      const ended = await host.ask({ cmd: "churn-end" }, ["churn-ended"], 30_000);
+      if (churned.type === "error") throw new Error(`churn failed: ${churned.error}`);
+      const writes = churned.events.filter((e) => e.ok);
+      const refused = churned.events.filter((e) => e.ok === false);
+      const skipped = churned.events.filter((e) => e.skipped !== undefined);
+      r.churn = {
+        rate: o.churnRate,
+        seconds: o.churnSeconds,
+        scheduled: churned.stats.scheduled,
+        written: writes.length,
+        refused: refused.length,
+        refusedExamples: refused.slice(0, 5).map((e) => `${e.kind} ${e.pod}: ${e.error}`),
+        skipped: skipped.length,
+        writeWindowMs: churned.stats.endedAt - churned.stats.startedAt,
+        maxInFlight: churned.stats.maxInFlight,
+        scheduleLagMs: churned.stats.maxLagMs,
+        cpuWallMs: ended.wallMs,
+        cpuUserMs: ended.userMs,
+        cpuSystemMs: ended.systemMs,
+        cpuPercent: ((ended.userMs + ended.systemMs) / ended.wallMs) * 100,
+        switchMs: ended.switchMs - begun.switchMs,
+        leaseProblems: churned.leaseProblems,
+      };
+      if (refused.length > 0)
+        r.failures.push(
+          `${refused.length} churn writes refused or failed: ${r.churn.refusedExamples.join("; ")}`,
+        );
+
+      // Settle: until every write is applied, or SETTLE_MS.
+      const log = [];
+      let matched = matchWrites(writes, log);
+      const settleDeadline = clock() + SETTLE_MS;
+      for (;;) {
+        const more = await host.ask({ cmd: "log", from: log.length }, ["log"], 30_000);
+        log.push(...more.entries);
+        matched = matchWrites(writes, log);
+        if (matched.unapplied.length === 0 || clock() > settleDeadline) break;
+        await sleep(200);
+      }
+      const lat = matched.latencies;
+      r.churn.applied = lat.length;
+      r.churn.neverApplied = matched.unapplied.length;
+      r.churn.neverAppliedList = matched.unapplied.map((w) => `${w.kind} ${w.mac} ${w.pod} on ${w.node}`);
+      r.churn.tableCalls = log.length;
+      // From when the write was sent: never negative, and includes etcd's commit.
+      r.churn.fromSentMs = {
+        p50: percentile(matched.fromSent, 0.5),
+        p99: percentile(matched.fromSent, 0.99),
+        max: percentile(matched.fromSent, 1),
+      };
+      r.churn.latencyMs = {
+        p50: percentile(lat, 0.5),
+        p99: percentile(lat, 0.99),
+        max: percentile(lat, 1),
+        min: percentile(lat, 0),
+      };
+      if (matched.unapplied.length > 0) {
+        r.failures.push(
+          `${matched.unapplied.length} of ${writes.length} writes never applied within ${SETTLE_MS / 1000} s after the churn: ` +
+            r.churn.neverAppliedList.slice(0, 5).join("; ") +
+            (matched.unapplied.length > 5 ? "; ..." : ""),
+        );
+      }
+      progress(
+        `${label}: churn ${writes.length} writes, ${lat.length} applied, p50 ${r.churn.latencyMs.p50?.toFixed(1)} ms, ` +
+          `CPU ${r.churn.cpuPercent.toFixed(1)}%`,
+      );
+
+      // The whole table, against the store.
+      const after = await expectedTable(store);
+      r.endpointsAfter = after.endpoints;
+      const state = await host.ask({ cmd: "state" }, ["state"], 30_000);
+      r.memory = { rssMb: state.rssMb, hwmMb: state.hwmMb };
+      r.agentState = state.agent;
+      r.agentCalls = state.calls;
+      r.agentWarnings = state.warnings;
+      const equal = TableDigest.equal(state.digest, after.digest);
+      r.table = {
+        expected: after.digest.count,
+        programmed: state.digest.count,
+        equal,
+        missing: 0,
+        wrong: 0,
+        stale: 0,
+      };
+      if (!equal) {
+        const dump = await host.ask({ cmd: "dump" }, ["dump"], 60_000);
+        const diff = tableDifference(after.entries, dump.entries);
+        Object.assign(r.table, diff);
+        r.failures.push(
+          `remote table differs from the store after the churn: ${diff.missing} missing, ${diff.wrong} wrong, ${diff.stale} stale (${diff.examples.slice(0, 5).join("; ")})`,
+        );
+      }
+    };
+    try {
+      await measureAgent();
+    } catch (err) {
+      r.failures.push(`benchmark error while measuring the agent: ${errorText(err)}`);
+    }
+
+    progress(`${label}: dctl`);
+    r.dctl = await timeDctl(url, r.endpointsAfter ?? r.endpoints);
+    for (const [what, d] of Object.entries(r.dctl)) {
+      if (!d.ok) r.failures.push(`dctl ${what} failed (exit ${d.code}, ${Math.round(d.ms)} ms): ${d.error}`);
+    }
+    return r;
+  } catch (err) {
+    r.failures.push(`benchmark error: ${errorText(err)}`);
+    return r;
+  } finally {
+    await host?.stop().catch(() => undefined);
+    await gen?.stop().catch(() => undefined);
+    await store?.close().catch(() => undefined);
+    await etcd?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    folders.delete(dir);
+    r.loadavgEnd = loadavg()[0];
+  }
+}
+
+// ---- report -------------------------------------------------------------------------------
+
+function fmt(v, digits = 0) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "-";
+  return v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function rows() {
+  const failedStart = (r) => (r.start?.ok === false ? "failed" : "-");
+  const churnOr = (r, f) => (r.churn === undefined ? failedStart(r) : f(r.churn));
+  const dctlCell = (d) =>
+    d === undefined ? "-" : d.ok ? fmt(d.ms) : `failed (exit ${d.code}, ${fmt(d.ms)} ms)`;
+  return [
+    ["endpoints in the store", (r) => fmt(r.endpoints), ""],
+    ["remote entries to program (endpoints + gateways)", (r) => fmt(r.expectedRemotes), ""],
+    ["cluster written by the generator (s)", (r) => fmt(r.loadMs / 1000, 1), ""],
+    ["agent start() returned (ms)", (r) => (r.start?.ok ? fmt(r.start.startMs) : failedStart(r)), ""],
+    [
+      "agent start -> every remote programmed (ms)",
+      (r) => (r.start?.ok ? fmt(r.start.programmedMs) : failedStart(r)),
+      `< ${fmt(TARGETS.programmedMs)} at the full pool`,
+    ],
+    ["RSS when programmed (MB)", (r) => (r.start?.ok ? fmt(r.start.rssMb) : "-"), ""],
+    ["VmHWM, start and churn (MB)", (r) => fmt(r.memory?.hwmMb ?? r.start?.hwmMb, 0), `< ${TARGETS.hwmMb}`],
+    [
+      "agent CPU during churn (% of one core)",
+      (r) => churnOr(r, (c) => fmt(c.cpuPercent, 1)),
+      `< ${TARGETS.cpuPercent} at 200 events/s`,
+    ],
+    [
+      "churn writes acknowledged / applied",
+      (r) => churnOr(r, (c) => `${fmt(c.written)} / ${fmt(c.applied)}`),
+      "",
+    ],
+    [
+      "store write -> table p50 (ms)",
+      (r) => churnOr(r, (c) => fmt(c.latencyMs.p50, 1)),
+      `< ${TARGETS.p50Ms}`,
+    ],
+    [
+      "store write -> table p99 (ms)",
+      (r) => churnOr(r, (c) => fmt(c.latencyMs.p99, 1)),
+      `< ${TARGETS.p99Ms}`,
+    ],
+    ["store write -> table max (ms)", (r) => churnOr(r, (c) => fmt(c.latencyMs.max, 1)), ""],
+    ["events never applied", (r) => churnOr(r, (c) => fmt(c.neverApplied)), "0"],
+    [
+      "remote table = store after churn",
+      (r) =>
+        r.table === undefined
+          ? "-"
+          : r.table.equal
+            ? `yes (${fmt(r.table.programmed)})`
+            : `no: ${r.table.missing} missing, ${r.table.wrong} wrong, ${r.table.stale} stale`,
+      "exactly",
+    ],
+    ["dctl endpoints -o json (ms)", (r) => dctlCell(r.dctl?.endpoints), `< ${fmt(TARGETS.dctlMs)}`],
+    ["dctl check (ms)", (r) => dctlCell(r.dctl?.check), `< ${fmt(TARGETS.dctlMs)}`],
+  ];
+}
+
+/** Per-event figures of the largest point over the smallest (target: within 1.5x). */
+function scaling(results) {
+  const ok = results.filter((r) => r.churn !== undefined && r.churn.applied > 0);
+  if (ok.length < 2) return undefined;
+  const find = (label) => ok.find((r) => r.point === label);
+  const small = find("50x100") ?? ok.reduce((a, b) => (a.expectedRemotes <= b.expectedRemotes ? a : b));
+  const large = find("256x250") ?? ok.reduce((a, b) => (a.expectedRemotes >= b.expectedRemotes ? a : b));
+  if (small === large) return undefined;
+  const ratio = (f) => {
+    const a = f(small);
+    const b = f(large);
+    return a > 0 && b !== undefined ? b / a : undefined;
+  };
+  return {
+    of: large.point,
+    over: small.point,
+    cpu: ratio((r) => r.churn.cpuPercent),
+    p50: ratio((r) => r.churn.latencyMs.p50),
+    p99: ratio((r) => r.churn.latencyMs.p99),
+  };
+}
+
+function render(meta, results) {
+  let out = `\nControl plane at scale: one agent (${AGENT_NODE}) on etcd, the other nodes simulated; churn ${meta.options.churnRate} events/s for ${meta.options.churnSeconds} s\n`;
+  out += `${meta.machine.cpus} x ${meta.machine.cpuModel}, load ${meta.machine.loadavgStart.toFixed(1)} -> ${meta.machine.loadavgEnd.toFixed(1)}, commit ${meta.commit}, Node ${process.version}, ${meta.etcd}\n\n`;
+  out += `| figure | ${results.map((r) => r.point).join(" | ")} | target |\n`;
+  out += `|---|${results.map(() => "---|").join("")}---|\n`;
+  for (const [name, cell, target] of rows()) {
+    out += `| ${name} | ${results.map((r) => cell(r)).join(" | ")} | ${target} |\n`;
+  }
+  const s = scaling(results);
+  if (s !== undefined) {
+    out += `\n| ${s.of} over ${s.over} | ratio | target |\n|---|---|---|\n`;
+    out += `| agent CPU during churn | ${fmt(s.cpu, 2)}x | <= ${TARGETS.scaling}x |\n`;
+    out += `| store write -> table p50 | ${fmt(s.p50, 2)}x | <= ${TARGETS.scaling}x |\n`;
+    out += `| store write -> table p99 | ${fmt(s.p99, 2)}x | <= ${TARGETS.scaling}x |\n`;
+  }
+  for (const r of results) {
+    if (r.failures.length === 0) continue;
+    out += `\n${r.point}:\n`;
+    for (const f of r.failures) out += `  - ${f}\n`;
+    if (r.start?.warnings?.length)
+      out += `  agent's last warnings:\n${r.start.warnings.map((w) => `    ${w}`).join("\n")}\n`;
+  }
+  return out;
+}
+
+function git(args) {
+  try {
+    return execFileSync("git", args, {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+  } catch {
+    return "";
+  }
+}
+
+/** The commit measured: HEAD and what src/ has uncommitted, or $OVERLAY_BENCH_COMMIT (an export). */
+function describeCommit() {
+  if (process.env.OVERLAY_BENCH_COMMIT) return process.env.OVERLAY_BENCH_COMMIT;
+  const head = git(["rev-parse", "--short", "HEAD"]).trim() || "unknown";
+  const changed = git(["status", "--porcelain", "--", "src"])
+    .split("\n")
+    .filter((l) => l.length > 3)
+    .map((l) => l.slice(3));
+  return changed.length === 0 ? head : `${head} + uncommitted ${changed.join(", ")}`;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (!existsSync(ETCD)) throw new Error(`${ETCD} missing: apt-get install etcd-server, or set ETCD_BINARY`);
+  if (!existsSync(join(ROOT, "dist", "src", "agent", "agent.js")))
+    throw new Error("dist/ missing: npx tsc -p tsconfig.build.json");
+  const meta = {
+    date: new Date().toISOString(),
+    commit: describeCommit(),
+    distBuilt: statSync(join(ROOT, "dist", "src", "agent", "agent.js")).mtime.toISOString(),
+    etcd: (execFileSync(ETCD, ["--version"], { encoding: "utf8" }).split("\n")[0] ?? "etcd").trim(),
+    options: {
+      points: o.points.map((p) => `${p.nodes}x${p.pods}`),
+      churnRate: o.churnRate,
+      churnSeconds: o.churnSeconds,
+      timeoutS: o.timeoutS,
+    },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "?",
+      loadavgStart: loadavg()[0],
+      loadavgEnd: 0,
+    },
+    targets: TARGETS,
+  };
+  const results = [];
+  for (const p of o.points) results.push(await runPoint(o, p));
+  meta.machine.loadavgEnd = loadavg()[0];
+  if (o.json)
+    process.stdout.write(
+      `${JSON.stringify({ ...meta, scaling: scaling(results), points: results }, null, 2)}\n`,
+    );
+  else process.stdout.write(render(meta, results));
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench/scale.mjs: ${errorText(err)}\n`);
+    process.exit(1);
+  },
+);
