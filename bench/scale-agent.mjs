@@ -72,6 +72,8 @@ class RecordingSwitch {
   entriesCarried = 0;
   /** Milliseconds spent in the real switch's table calls. */
   switchMs = 0;
+  /** Milliseconds spent recording remote-table calls (the measurement's own cost, in this process). */
+  recorderMs = 0;
   peers = 0;
   /** @type {Map<number, { name: string, kind: string, vni: number }>} */
   ports = new Map();
@@ -173,6 +175,7 @@ class RecordingSwitch {
   after(t, call, added, removed) {
     if (this.logging && (added.length > 0 || removed.length > 0)) this.log.push({ t, call, added, removed });
     this.onRemotes?.(t);
+    this.recorderMs += clock() - t;
   }
 
   features() {
@@ -312,7 +315,13 @@ process.on("message", (/** @type {{ cmd: string, from?: number }} */ m) => {
   if (m.cmd === "churn-begin") {
     if (sw) sw.logging = true;
     churnBegin = { t: clock(), cpu: process.cpuUsage() };
-    send({ type: "churn-begun", t: churnBegin.t, switchMs: sw?.switchMs ?? 0, calls: { ...sw?.calls } });
+    send({
+      type: "churn-begun",
+      t: churnBegin.t,
+      switchMs: sw?.switchMs ?? 0,
+      recorderMs: sw?.recorderMs ?? 0,
+      calls: { ...sw?.calls },
+    });
   } else if (m.cmd === "churn-end") {
     const cpu = process.cpuUsage(churnBegin?.cpu);
     const t = clock();
@@ -323,6 +332,7 @@ process.on("message", (/** @type {{ cmd: string, from?: number }} */ m) => {
       userMs: cpu.user / 1000,
       systemMs: cpu.system / 1000,
       switchMs: sw?.switchMs ?? 0,
+      recorderMs: sw?.recorderMs ?? 0,
       calls: { ...sw?.calls },
       ...memory(),
     });
