@@ -1,15 +1,22 @@
 /** Small helpers over the Store shared by the model modules: parsed reads and txn retries. */
-import type { KeyValue, Store } from "../store/store.js";
+import { listInPages, type KeyValue, type Store } from "../store/store.js";
 import { OverlayError } from "./errors.js";
 import { parseAll, type Listing, type Parsed } from "./records.js";
 
+/** Every record under the prefix, parsed page by page as the store delivers them, at one revision. */
 export async function listParsed<T>(
   store: Store,
   prefix: string,
   parse: (kv: KeyValue) => Parsed<T>,
 ): Promise<Listing<T>> {
-  const { items, revision } = await store.list(prefix);
-  return parseAll(items, parse, revision);
+  const listing: Listing<T> = { entries: [], problems: [], revision: 0 };
+  const { revision } = await listInPages(store, prefix, (page) => {
+    const parsed = parseAll(page, parse, 0);
+    for (const e of parsed.entries) listing.entries.push(e);
+    for (const p of parsed.problems) listing.problems.push(p);
+  });
+  listing.revision = revision;
+  return listing;
 }
 
 /** Returned by an attempt that lost a compare-and-swap race and must read again. */

@@ -6,6 +6,10 @@
  * A watch whose stream breaks reconnects and resumes after the last revision it delivered;
  * only when etcd no longer has that history (compaction) or cancels the watch is it reset.
  *
+ * No response may near gRPC's 4 MB receive limit, whatever the cluster's size: listings are read
+ * in pages of `pageSize` keys, all at the first page's revision, and watches ask etcd to split
+ * large responses (`fragment`) and put them back together.
+ *
  * One file, past 400 lines, on purpose: it is one implementation of the Store interface, and its
  * requests, watch streams and leases share one client, one timeout policy and one mapping of
  * gRPC failures onto StoreUnavailableError; each part read alone would hide the others' rules.
@@ -19,12 +23,15 @@ import {
   Etcd3,
   GRPCCancelledError,
   GRPCDeadlineExceededError,
+  GRPCResourceExhastedError,
   GRPCUnavailableError,
   isRecoverableError,
   type ICompare,
   type IDuplexStream,
+  type IEvent,
   type IKeyValue,
   type IOptions,
+  type IRangeResponse,
   type IRequestOp,
   type IWatchRequest,
   type IWatchResponse,
@@ -33,11 +40,15 @@ import {
 } from "etcd3";
 import { prefixRangeBytes } from "./keys.js";
 import {
+  DEFAULT_PAGE_SIZE,
+  ListingCompactedError,
   StoreUnavailableError,
   type Compare,
   type KeyValue,
   type Lease,
   type LeaseId,
+  type ListPagesResult,
+  type OnPage,
   type Op,
   type Store,
   type TxnResult,
@@ -51,7 +62,12 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
   /** Longest pause between attempts to re-establish a broken watch (ms). Default 2000. */
   maxWatchBackoffMs?: number;
+  /** Keys per Range request of a listing. Default DEFAULT_PAGE_SIZE (1000; see there why). */
+  pageSize?: number;
 }
+
+/** Times list() starts over when etcd compacts the revision it is reading between pages. */
+const LIST_ATTEMPTS = 3;
 
 type FaultPolicy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 
@@ -145,6 +161,7 @@ export class EtcdStore implements Store {
   private readonly client: Etcd3;
   private readonly timeoutMs: number;
   private readonly maxWatchBackoffMs: number;
+  private readonly pageSize: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
 
@@ -153,6 +170,10 @@ export class EtcdStore implements Store {
     this.endpoints = [...endpoints];
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 2000;
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(this.pageSize) || this.pageSize < 1) {
+      throw new Error(`etcd store: page size must be a whole number >= 1, got ${this.pageSize}`);
+    }
     const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
     const attempts = hosts.length;
     this.client = new Etcd3({
@@ -192,12 +213,65 @@ export class EtcdStore implements Store {
     return kv === undefined ? undefined : toKeyValue(kv);
   }
 
+  /** listPages collected; starts over (up to LIST_ATTEMPTS times) when compaction cuts it short. */
   async list(prefix: string): Promise<{ items: KeyValue[]; revision: number }> {
-    const { key, rangeEnd } = prefixRangeBytes(prefix);
-    const res = await this.call("list", (deadline) =>
-      this.client.kv.range({ key, range_end: rangeEnd }, deadline),
-    );
-    return { items: res.kvs.map(toKeyValue), revision: num(res.header.revision) };
+    for (let attempt = 1; ; attempt++) {
+      const items: KeyValue[] = [];
+      try {
+        const { revision } = await this.listPages(prefix, (page) => {
+          for (const kv of page) items.push(kv);
+        });
+        return { items, revision };
+      } catch (err) {
+        if (!(err instanceof ListingCompactedError) || attempt >= LIST_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * Range requests of at most `pageSize` keys: the first at the newest revision, every later one
+   * at the first's revision, each starting just after the last key of the one before (key +
+   * "\0") until etcd says there is no more.
+   */
+  async listPages(prefix: string, onPage: OnPage): Promise<ListPagesResult> {
+    const { key: first, rangeEnd } = prefixRangeBytes(prefix);
+    let key = first;
+    let limit = this.pageSize;
+    /** 0 until the first page fixes it (0 asks etcd for its newest revision). */
+    let revision = 0;
+    let count = 0;
+    for (;;) {
+      let res: IRangeResponse;
+      try {
+        res = await this.call("list", (deadline) =>
+          this.client.kv.range(
+            { key, range_end: rangeEnd, limit, ...(revision > 0 ? { revision } : {}) },
+            deadline,
+          ),
+        );
+      } catch (err) {
+        if (tooLarge(err) && limit > 1) {
+          limit = Math.max(1, Math.floor(limit / 2));
+          continue;
+        }
+        if (revision > 0 && compacted(err)) {
+          throw new ListingCompactedError(
+            `etcd ${this.endpoints.join(",")}: listing ${JSON.stringify(prefix)} at revision ${revision} ` +
+              `cannot go on after ${count} keys: etcd compacted that revision between two pages; list again`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+      if (revision === 0) revision = num(res.header.revision);
+      const last = res.kvs[res.kvs.length - 1];
+      if (last !== undefined) {
+        count += res.kvs.length;
+        await onPage(res.kvs.map(toKeyValue), revision);
+      }
+      if (!res.more || last === undefined) return { revision, count };
+      key = Buffer.concat([last.key, Buffer.from([0])]);
+    }
   }
 
   async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
@@ -354,6 +428,20 @@ export class EtcdStore implements Store {
   }
 }
 
+/** The response was over gRPC's receive limit (RESOURCE_EXHAUSTED), possibly wrapped by call(). */
+function tooLarge(err: unknown): boolean {
+  const e = err instanceof StoreUnavailableError ? err.cause : err;
+  return (
+    e instanceof GRPCResourceExhastedError ||
+    (e instanceof Error && /RESOURCE_EXHAUSTED|larger than max/.test(e.message))
+  );
+}
+
+/** etcd's ErrCompacted: the revision asked for is older than the compacted history. */
+function compacted(err: unknown): boolean {
+  return err instanceof Error && /required revision has been compacted/.test(err.message);
+}
+
 /** Sends one request on a bidirectional stream and resolves with the first response. */
 function oneResponse<Req, Res>(stream: IDuplexStream<Req, Res>, request: Req): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
@@ -377,6 +465,8 @@ class EtcdWatch {
   private next: number;
   private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Events of a fragmented response whose last part has not come yet. */
+  private fragments: IEvent[] = [];
   private backoffMs = 100;
   private closed = false;
 
@@ -432,7 +522,15 @@ class EtcdWatch {
       stream.on("error", broken);
       stream.on("end", () => broken(new EtcdWatchStreamEnded()));
       stream.write({
-        create_request: { key, range_end: rangeEnd, start_revision: this.next, progress_notify: true },
+        create_request: {
+          key,
+          range_end: rangeEnd,
+          start_revision: this.next,
+          progress_notify: true,
+          // Responses larger than etcd's request limit (1.5 MiB by default) come in parts, so that
+          // catching up on a busy history never makes one message over gRPC's 4 MB.
+          fragment: true,
+        },
       });
     });
   }
@@ -458,7 +556,15 @@ class EtcdWatch {
       this.call(() => this.handlers.onReset(reason));
       return;
     }
-    const events = res.events ?? [];
+    if (res.fragment) {
+      for (const ev of res.events ?? []) this.fragments.push(ev);
+      return;
+    }
+    let events = res.events ?? [];
+    if (this.fragments.length > 0) {
+      events = this.fragments.concat(events);
+      this.fragments = [];
+    }
     if (events.length === 0) {
       // A progress notification: everything up to the header's revision has been sent.
       if (!res.created) this.next = Math.max(this.next, num(res.header.revision) + 1);
@@ -499,7 +605,11 @@ class EtcdWatch {
   }
 
   private dropStream(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
-    if (this.stream === stream) this.stream = undefined;
+    if (this.stream === stream) {
+      this.stream = undefined;
+      // Parts of a fragmented response whose last part never came: the reconnect asks again.
+      this.fragments = [];
+    }
     stream.cancel();
   }
 

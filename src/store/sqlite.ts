@@ -6,6 +6,9 @@
  * cross-process notification, so watches poll the log. Old log rows are compacted; a watch that
  * asks for a compacted revision is reset. Leases are rows with an expiry time; whichever open
  * store notices an expired lease deletes it and its keys as an ordinary revisioned change.
+ * A paged listing reads through a read-only connection of its own, in one read transaction: WAL
+ * gives it one snapshot however long the caller takes between pages, while this connection goes
+ * on writing.
  *
  * One file, past 400 lines, on purpose: it is one implementation of the Store interface, and its
  * transactions, change log, watch polling and lease sweep all keep one invariant together (every
@@ -16,12 +19,15 @@ import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { prefixEndString } from "./keys.js";
 import {
+  DEFAULT_PAGE_SIZE,
   StoreUnavailableError,
   conflictingOps,
   type Compare,
   type KeyValue,
   type Lease,
   type LeaseId,
+  type ListPagesResult,
+  type OnPage,
   type Op,
   type Store,
   type TxnResult,
@@ -39,9 +45,15 @@ export interface SqliteStoreOptions {
   sweepIntervalMs?: number;
   /** Revisions of history kept for watches. Default 10000. */
   historyRevisions?: number;
+  /** Keys per page of listPages. Default DEFAULT_PAGE_SIZE. */
+  pageSize?: number;
 }
 
 const SCHEMA_VERSION = 1;
+
+const LIST_ALL = "SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? ORDER BY key";
+const LIST_RANGE =
+  "SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? AND key < ? ORDER BY key";
 
 interface KvRow {
   key: string;
@@ -96,12 +108,8 @@ class Statements {
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_rev = excluded.mod_rev, lease = excluded.lease",
     );
     this.deleteKv = db.prepare("DELETE FROM kv WHERE key = ?");
-    this.listAll = db.prepare(
-      "SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? ORDER BY key",
-    );
-    this.listRange = db.prepare(
-      "SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? AND key < ? ORDER BY key",
-    );
+    this.listAll = db.prepare(LIST_ALL);
+    this.listRange = db.prepare(LIST_RANGE);
     this.maxModAll = db.prepare("SELECT max(mod_rev) AS m FROM kv WHERE key >= ?");
     this.maxModRange = db.prepare("SELECT max(mod_rev) AS m FROM kv WHERE key >= ? AND key < ?");
     this.keysByLease = db.prepare("SELECT key FROM kv WHERE lease = ? ORDER BY key");
@@ -185,6 +193,9 @@ interface SqliteWatch {
 
 export class SqliteStore implements Store {
   readonly path: string;
+  private readonly memory: boolean;
+  private readonly busyTimeoutMs: number;
+  private readonly pageSize: number;
   private readonly db: Database.Database;
   private readonly stmts: Statements;
   private readonly pollIntervalMs: number;
@@ -199,7 +210,13 @@ export class SqliteStore implements Store {
     this.path = path;
     this.pollIntervalMs = options.pollIntervalMs ?? 50;
     this.historyRevisions = options.historyRevisions ?? 10_000;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(this.pageSize) || this.pageSize < 1) {
+      throw new Error(`sqlite store: page size must be a whole number >= 1, got ${this.pageSize}`);
+    }
     const memory = path === ":memory:";
+    this.memory = memory;
     try {
       if (!memory) prepareFile(path);
       this.db = new Database(memory ? ":memory:" : path);
@@ -207,7 +224,7 @@ export class SqliteStore implements Store {
       throw mapError(err, `cannot open ${path}`);
     }
     try {
-      this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
       if (!memory) this.db.pragma("journal_mode = WAL");
       // WAL with synchronous=NORMAL is durable against process crashes; a power loss may lose
       // the last transactions but never corrupts the file.
@@ -244,6 +261,64 @@ export class SqliteStore implements Store {
         })
         .deferred(),
     );
+  }
+
+  /**
+   * A file store reads through a read-only connection of its own, one read transaction (one
+   * snapshot) iterated with a cursor, a page at a time. An in-memory store cannot be opened
+   * twice: it takes its snapshot in one read and hands it out in pages (its data is all in this
+   * process's memory anyway).
+   */
+  async listPages(prefix: string, onPage: OnPage): Promise<ListPagesResult> {
+    if (this.memory) {
+      const { items, revision } = await this.list(prefix);
+      for (let i = 0; i < items.length; i += this.pageSize) {
+        await onPage(items.slice(i, i + this.pageSize), revision);
+      }
+      return { revision, count: items.length };
+    }
+    this.assertOpen();
+    let reader: Database.Database;
+    try {
+      reader = new Database(this.path, { readonly: true, fileMustExist: true });
+    } catch (err) {
+      throw mapError(err, "list");
+    }
+    try {
+      reader.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+      // The first read fixes the transaction's snapshot; every row below comes from it.
+      reader.exec("BEGIN");
+      const row = reader
+        .prepare<[string], { value: number }>("SELECT value FROM meta WHERE name = ?")
+        .get("revision");
+      if (row === undefined) throw new Error(`sqlite store ${this.path}: meta row revision is missing`);
+      const revision = row.value;
+      const end = prefixEndString(prefix);
+      const rows =
+        end === undefined
+          ? reader.prepare<[string], KvRow>(LIST_ALL).iterate(prefix)
+          : reader.prepare<[string, string], KvRow>(LIST_RANGE).iterate(prefix, end);
+      let page: KeyValue[] = [];
+      let count = 0;
+      for (const kv of rows) {
+        page.push(toKeyValue(kv));
+        if (page.length === this.pageSize) {
+          count += page.length;
+          await onPage(page, revision);
+          page = [];
+          this.assertOpen();
+        }
+      }
+      if (page.length > 0) {
+        count += page.length;
+        await onPage(page, revision);
+      }
+      return { revision, count };
+    } catch (err) {
+      throw mapError(err, "list");
+    } finally {
+      reader.close();
+    }
   }
 
   async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {

@@ -77,10 +77,52 @@ export interface Lease {
   revoke(): Promise<void>;
 }
 
+/**
+ * Keys per page of a listing, in both stores. etcd's gRPC client refuses a response over 4 MB
+ * (4,194,304 bytes); the records here are JSON of up to ~1 KB under keys of ~100-250 bytes, so
+ * 1,000 keys make ~1.3 MB, under a third of the limit (50,000 endpoints: 50 requests). Should a
+ * page still be refused as too large (records bigger than expected), the etcd store asks for it
+ * again with half as many keys, down to one.
+ */
+export const DEFAULT_PAGE_SIZE = 1000;
+
+/**
+ * Receives one page of a paged listing: keys in order, every page of one listing at the same
+ * revision (given again with each page). The next page is read only after the returned promise
+ * settles; a rejection ends the listing with that error.
+ */
+export type OnPage = (items: KeyValue[], revision: number) => void | Promise<void>;
+
+export interface ListPagesResult {
+  /** The one revision every page reflects. */
+  revision: number;
+  /** Keys delivered, over all pages. */
+  count: number;
+}
+
 export interface Store {
   get(key: string): Promise<KeyValue | undefined>;
-  /** Every key under the prefix, sorted by key, and the revision the listing reflects. */
+  /**
+   * Every key under the prefix, sorted by key, and the revision the listing reflects. Read in
+   * pages underneath (see listPages), so it works at any size, but it holds every key in memory:
+   * callers that can work page by page should use listPages (or listInPages).
+   */
   list(prefix: string): Promise<{ items: KeyValue[]; revision: number }>;
+  /**
+   * Every key under the prefix, sorted by key, delivered in pages of at most the store's page
+   * size (never an empty page), all at one revision: a write made while the listing runs is not
+   * in it. Nothing is read as one response of unbounded size (etcd's gRPC client refuses
+   * messages over 4 MB), and only one page is held at a time.
+   *
+   * When the store can no longer serve the listing's revision (etcd compacted it between pages)
+   * the call rejects with ListingCompactedError: the pages already delivered are consistent but
+   * the rest cannot be had at that revision, so the caller lists again. Never a mix of revisions.
+   *
+   * Optional only so that wrappers and test doubles that forward list() still type-check; both
+   * stores implement it. Call it through listInPages(store, ...), which falls back to one page
+   * from list() for a Store without it.
+   */
+  listPages?(prefix: string, onPage: OnPage): Promise<ListPagesResult>;
   txn(compares: Compare[], success: Op[], failure?: Op[]): Promise<TxnResult>;
   /** Watches keys under the prefix, delivering every change after `fromRevision`. */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch>;
@@ -95,6 +137,26 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = "StoreUnavailableError";
   }
+}
+
+/**
+ * A paged listing could not be finished at its revision: the store dropped that revision's
+ * history between two pages (etcd compaction). Not an outage: list again.
+ */
+export class ListingCompactedError extends Error {
+  readonly code = "LISTING_COMPACTED";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ListingCompactedError";
+  }
+}
+
+/** store.listPages when the store has it, else one page from store.list (wrappers, test doubles). */
+export async function listInPages(store: Store, prefix: string, onPage: OnPage): Promise<ListPagesResult> {
+  if (store.listPages !== undefined) return store.listPages(prefix, onPage);
+  const { items, revision } = await store.list(prefix);
+  if (items.length > 0) await onPage(items, revision);
+  return { revision, count: items.length };
 }
 
 /** Why a transaction branch is refused (two ops on one key, or an op inside a deleted range). */

@@ -1,7 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdStore } from "../../src/store/etcd.js";
 import { openStore } from "../../src/store/index.js";
-import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import {
+  DEFAULT_PAGE_SIZE,
+  ListingCompactedError,
+  StoreUnavailableError,
+  type KeyValue,
+  type ListPagesResult,
+  type OnPage,
+  type Store,
+} from "../../src/store/store.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { collect, storeSuite, waitFor } from "./store.suite.js";
 import { expectWithin } from "../helpers/timing.js";
@@ -32,6 +40,7 @@ describe("EtcdStore", () => {
       await store.compact(revision);
     },
     leaseTtlSeconds: 1,
+    pageSize: DEFAULT_PAGE_SIZE,
   });
 });
 
@@ -113,4 +122,94 @@ describe("EtcdStore specifics", () => {
       await store.close();
     }
   });
+});
+
+describe("EtcdStore listings in pages", () => {
+  const put = (key: string, value: string) => ({ type: "put" as const, key, value });
+
+  it("a compaction between two pages fails the listing, naming the store and the reason; no later page comes", async () => {
+    const store = new EtcdStore([endpoint()], { pageSize: 2 });
+    try {
+      await store.txn(
+        [],
+        Array.from({ length: 10 }, (_, i) => put(`compact-list/${i}`, String(i))),
+      );
+      const pages: KeyValue[][] = [];
+      const err: unknown = await store
+        .listPages("compact-list/", async (items) => {
+          pages.push(items);
+          if (pages.length > 1) return;
+          const w = await store.txn([], [put("compact-list-elsewhere", "x")]);
+          await store.compact(w.revision);
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(ListingCompactedError);
+      const message = (err as Error).message;
+      expect(message).toContain(`etcd ${endpoint()}`);
+      expect(message).toContain('listing "compact-list/"');
+      expect(message).toMatch(/compacted that revision between two pages/);
+      expect(pages.map((p) => p.map((kv) => kv.key))).toEqual([["compact-list/0", "compact-list/1"]]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("list() starts over after such a compaction and returns one newer, consistent listing", async () => {
+    /** Writes a key and compacts history after the first page of the first listing. */
+    class CompactingOnce extends EtcdStore {
+      written: number | undefined;
+      override async listPages(prefix: string, onPage: OnPage): Promise<ListPagesResult> {
+        let pages = 0;
+        return super.listPages(prefix, async (items, revision) => {
+          await onPage(items, revision);
+          pages += 1;
+          if (pages !== 1 || this.written !== undefined) return;
+          this.written = (await this.txn([], [put("restart-list/0x", "written mid-listing")])).revision;
+          await this.compact(this.written);
+        });
+      }
+    }
+    const store = new CompactingOnce([endpoint()], { pageSize: 2 });
+    try {
+      await store.txn(
+        [],
+        Array.from({ length: 7 }, (_, i) => put(`restart-list/${i}`, String(i))),
+      );
+      const listed = await store.list("restart-list/");
+      expect(store.written).toBeDefined();
+      expect(listed.revision).toBeGreaterThanOrEqual(store.written ?? Infinity);
+      expect(listed.items.map((kv) => kv.key)).toEqual([
+        "restart-list/0",
+        "restart-list/0x",
+        ...Array.from({ length: 6 }, (_, i) => `restart-list/${i + 1}`),
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a page refused as over gRPC's 4 MB is asked for again with half as many keys", async () => {
+    // 5,000 keys of ~1 KB in one page would be a 5 MB response.
+    const store = new EtcdStore([endpoint()], { pageSize: 5000 });
+    try {
+      const value = "v".repeat(1000);
+      for (let i = 0; i < 5000; i += 125) {
+        await store.txn(
+          [],
+          Array.from({ length: 125 }, (_, j) => put(`huge-page/${String(i + j).padStart(5, "0")}`, value)),
+        );
+      }
+      const sizes: number[] = [];
+      const result = await store.listPages("huge-page/", (items) => {
+        sizes.push(items.length);
+      });
+      expect(result.count).toBe(5000);
+      expect(sizes).toEqual([2500, 2500]);
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
 });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/store/sqlite.js";
-import type { Store } from "../../src/store/store.js";
+import { DEFAULT_PAGE_SIZE, type Store } from "../../src/store/store.js";
 import { collect, storeSuite, waitFor } from "./store.suite.js";
 
 const root = mkdtempSync(join(tmpdir(), "overlay-sqlite-test-"));
@@ -27,6 +27,7 @@ describe("SqliteStore (file)", () => {
       await store.compact(revision);
     },
     leaseTtlSeconds: 1,
+    pageSize: DEFAULT_PAGE_SIZE,
   });
 });
 
@@ -44,6 +45,7 @@ describe("SqliteStore (:memory:)", () => {
       await target.compact(revision);
     },
     leaseTtlSeconds: 1,
+    pageSize: DEFAULT_PAGE_SIZE,
   });
 });
 
@@ -54,6 +56,7 @@ function shareOf(target: SqliteStore): Store {
   const s: Store = {
     get: (k) => target.get(k),
     list: (p) => target.list(p),
+    listPages: (p, onPage) => target.listPages(p, onPage),
     txn: (c, ok, fail) => target.txn(c, ok, fail),
     watch: (p, r, h) => target.watch(p, r, h),
     grantLease: (ttl) => target.grantLease(ttl),

@@ -3,7 +3,13 @@
  * file calls `storeSuite` with a harness that opens stores on its backend.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Store, WatchEvent, WatchHandlers } from "../../src/store/store.js";
+import {
+  listInPages,
+  type KeyValue,
+  type Store,
+  type WatchEvent,
+  type WatchHandlers,
+} from "../../src/store/store.js";
 
 export interface OpenedStore {
   store: Store;
@@ -17,7 +23,12 @@ export interface StoreHarness {
   compact(store: Store, revision: number): Promise<void>;
   /** TTL the lease tests ask for (etcd rounds small TTLs up to its minimum). */
   leaseTtlSeconds: number;
+  /** Keys per page of the stores `open` gives. */
+  pageSize: number;
 }
+
+/** gRPC's default receive limit, which no single etcd response may reach. */
+const GRPC_MAX_RECEIVE = 4 * 1024 * 1024;
 
 export interface Collected {
   groups: WatchEvent[][];
@@ -398,6 +409,136 @@ export function storeSuite(harness: StoreHarness): void {
       } finally {
         await watch.close();
       }
+    });
+  });
+
+  describe("paged listing", () => {
+    /** Keys `${prefix}00000`.. in transactions of 100 puts (etcd allows 128 ops per txn). */
+    async function fill(
+      store: Store,
+      prefix: string,
+      n: number,
+      value: (i: number) => string,
+    ): Promise<number> {
+      let revision = 0;
+      for (let i = 0; i < n; i += 100) {
+        const ops = [];
+        for (let j = i; j < Math.min(n, i + 100); j++)
+          ops.push(put(`${prefix}${String(j).padStart(5, "0")}`, value(j)));
+        revision = (await store.txn([], ops)).revision;
+      }
+      return revision;
+    }
+
+    it("more than one page and more than 4 MB: every key once, sorted, at one revision; a watch from before sees it all", async () => {
+      const { store } = await open();
+      const n = 6000;
+      // ~1 KB records, each different (etcd compresses nothing, but make sure no layer could).
+      const value = (i: number): string => `${i}:`.padEnd(1000, String.fromCharCode(97 + (i % 26)));
+      const before = await store.txn([], [put(`${ns}big.`, "just before the prefix")]);
+      const last = await fill(store, `${ns}big/`, n, value);
+      await store.txn([], [put(`${ns}big0`, "just after the prefix")]);
+      const expectedKeys = Array.from({ length: n }, (_, i) => `${ns}big/${String(i).padStart(5, "0")}`);
+
+      const listed = await store.list(`${ns}big/`);
+      expect(listed.items.map((kv) => kv.key)).toEqual(expectedKeys);
+      expect(listed.items.every((kv, i) => kv.value === value(i))).toBe(true);
+      expect(listed.items.reduce((sum, kv) => sum + kv.key.length + kv.value.length, 0)).toBeGreaterThan(
+        GRPC_MAX_RECEIVE,
+      );
+      expect(listed.revision).toBeGreaterThanOrEqual(last);
+      expect(listed.items.every((kv) => kv.modRevision <= listed.revision)).toBe(true);
+
+      const pages: KeyValue[][] = [];
+      const revisions = new Set<number>();
+      const result = await listInPages(store, `${ns}big/`, (items, revision) => {
+        pages.push(items);
+        revisions.add(revision);
+      });
+      expect(result).toEqual({ revision: listed.revision, count: n });
+      expect([...revisions]).toEqual([listed.revision]);
+      expect(pages).toHaveLength(Math.ceil(n / harness.pageSize));
+      expect(pages.every((p) => p.length > 0 && p.length <= harness.pageSize)).toBe(true);
+      expect(pages.flat()).toEqual(listed.items);
+
+      // Catching up on all of it: no single response may carry the whole history either.
+      const c = collect();
+      const watch = await store.watch(`${ns}big/`, before.revision, c.handlers);
+      try {
+        await waitFor("every put", () => c.events().length >= n, 20_000);
+        expect(c.events().map((e) => e.key)).toEqual(expectedKeys);
+        expect(c.errors).toEqual([]);
+        expect(c.resets).toEqual([]);
+      } finally {
+        await watch.close();
+      }
+    }, 60_000);
+
+    it("writes made while a paged listing runs are not in it", async () => {
+      const { store, peer } = await open();
+      const other = await peer();
+      const n = Math.floor(harness.pageSize * 2.5);
+      const key = (i: number): string => `${ns}p/${String(i).padStart(5, "0")}`;
+      await fill(store, `${ns}p/`, n, (i) => `v${i}`);
+      const snapshot = await store.list(`${ns}p/`);
+      const pages: KeyValue[][] = [];
+      let during = 0;
+      const result = await listInPages(store, `${ns}p/`, async (items, revision) => {
+        pages.push(items);
+        expect(revision).toBe(snapshot.revision);
+        if (pages.length !== 1) return;
+        // Between the first page and the rest, through this store and another instance.
+        await store.txn([], [put(key(n - 1), "changed"), { type: "delete", key: key(n - 2) }]);
+        await other.txn([], [put(`${key(harness.pageSize + 1)}x`, "new, inside the second page")]);
+        during = (await other.txn([], [put(`${ns}p/zzz`, "new, after the last key")])).revision;
+      });
+      expect(pages.length).toBeGreaterThan(1);
+      expect(result).toEqual({ revision: snapshot.revision, count: n });
+      expect(pages.flat()).toEqual(snapshot.items);
+      expect(during).toBeGreaterThan(snapshot.revision);
+      // The writes happened, and a new listing has them.
+      const now = await store.list(`${ns}p/`);
+      expect(now.items).toHaveLength(n + 1);
+      expect(now.items.find((kv) => kv.key === key(n - 1))?.value).toBe("changed");
+      expect(now.items.at(-1)?.key).toBe(`${ns}p/zzz`);
+    }, 30_000);
+
+    it("an empty prefix delivers no page; a failing page handler ends the listing with its error", async () => {
+      const { store } = await open();
+      let pages = 0;
+      const empty = await listInPages(store, `${ns}none/`, () => {
+        pages += 1;
+      });
+      expect(pages).toBe(0);
+      expect(empty.count).toBe(0);
+      expect(empty.revision).toBeGreaterThan(0);
+      await store.txn([], [put(`${ns}f/a`, "1")]);
+      await expect(
+        listInPages(store, `${ns}f/`, () => {
+          throw new Error("handler gave up");
+        }),
+      ).rejects.toThrow("handler gave up");
+      // The store is fine afterwards.
+      expect((await store.list(`${ns}f/`)).items).toHaveLength(1);
+    });
+
+    it("listInPages falls back to one page from list() for a Store without listPages", async () => {
+      const { store } = await open();
+      await store.txn([], [put(`${ns}w/a`, "1"), put(`${ns}w/b`, "2")]);
+      const wrapper: Store = {
+        get: (k) => store.get(k),
+        list: (p) => store.list(p),
+        txn: (c, ok, fail) => store.txn(c, ok, fail),
+        watch: (p, r, h) => store.watch(p, r, h),
+        grantLease: (t) => store.grantLease(t),
+        close: async () => undefined,
+      };
+      const pages: string[][] = [];
+      const result = await listInPages(wrapper, `${ns}w/`, (items) => {
+        pages.push(items.map((kv) => kv.key));
+      });
+      expect(pages).toEqual([[`${ns}w/a`, `${ns}w/b`]]);
+      expect(result.count).toBe(2);
     });
   });
 
