@@ -8,7 +8,10 @@
  *
  * No response may near gRPC's 4 MB receive limit, whatever the cluster's size: listings are read
  * in pages of `pageSize` keys, all at the first page's revision, and watches ask etcd to split
- * large responses (`fragment`) and put them back together.
+ * large responses (`fragment`) and put them back together. Leases are renewed over one long-lived
+ * LeaseKeepAlive stream per store. Streams of ours are ended before they are cancelled (see
+ * closeStream): etcd3 takes an error on a still-writable stream for a failed host and closes
+ * every gRPC client to it, which dropped the other streams (watches) at the next keepalive ping.
  *
  * One file, past 400 lines, on purpose: it is one implementation of the Store interface, and its
  * requests, watch streams and leases share one client, one timeout policy and one mapping of
@@ -64,6 +67,12 @@ export interface EtcdStoreOptions {
   maxWatchBackoffMs?: number;
   /** Keys per Range request of a listing. Default DEFAULT_PAGE_SIZE (1000; see there why). */
   pageSize?: number;
+  /**
+   * How often gRPC pings the connection to notice a member gone without closing TCP (ms).
+   * Default 10000. etcd answers pings more frequent than its --grpc-keepalive-min-time (default
+   * 5 s) with GOAWAY, so lower this only against an etcd started with a lower minimum (tests).
+   */
+  keepaliveIntervalMs?: number;
 }
 
 /** Times list() starts over when etcd compacts the revision it is reading between pages. */
@@ -163,6 +172,8 @@ export class EtcdStore implements Store {
   private readonly maxWatchBackoffMs: number;
   private readonly pageSize: number;
   private readonly watches = new Set<EtcdWatch>();
+  private readonly renewals: LeaseRenewals;
+  private watchReconnects = 0;
   private closed = false;
 
   constructor(endpoints: string[], options: EtcdStoreOptions = {}) {
@@ -174,6 +185,7 @@ export class EtcdStore implements Store {
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) {
       throw new Error(`etcd store: page size must be a whole number >= 1, got ${this.pageSize}`);
     }
+    this.renewals = new LeaseRenewals(this);
     const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
     const attempts = hosts.length;
     this.client = new Etcd3({
@@ -182,7 +194,7 @@ export class EtcdStore implements Store {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
       grpcOptions: {
         // Notice a dead connection (a member gone without closing TCP) while a watch is idle.
-        "grpc.keepalive_time_ms": 10_000,
+        "grpc.keepalive_time_ms": options.keepaliveIntervalMs ?? 10_000,
         "grpc.keepalive_timeout_ms": this.timeoutMs,
         "grpc.keepalive_permit_without_calls": 1,
       },
@@ -333,6 +345,7 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.renewals.close();
     await Promise.all([...this.watches].map((w) => w.close()));
     this.client.close();
   }
@@ -340,6 +353,26 @@ export class EtcdStore implements Store {
   /** @internal Opens a raw watch stream. */
   async openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>> {
     return this.call("watch", () => this.client.watchClient.watch());
+  }
+
+  /** @internal Opens a raw LeaseKeepAlive stream. */
+  async openLeaseStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
+    return this.call("keepAlive", () => this.client.leaseClient.leaseKeepAlive());
+  }
+
+  /** @internal Counts a watch stream re-established after it broke. */
+  countWatchReconnect(): void {
+    this.watchReconnects += 1;
+  }
+
+  /** Watch streams of this store re-established after breaking (tests, diagnostics). */
+  get watchReconnectCount(): number {
+    return this.watchReconnects;
+  }
+
+  /** LeaseKeepAlive streams this store has opened: one, unless one broke (tests, diagnostics). */
+  get leaseStreamsOpened(): number {
+    return this.renewals.opened;
   }
 
   /** @internal */
@@ -357,18 +390,10 @@ export class EtcdStore implements Store {
     return this.maxWatchBackoffMs;
   }
 
+  /** One renewal on the store's shared LeaseKeepAlive stream; TTL 0 means the lease is gone. */
   private async keepAlive(id: LeaseId): Promise<boolean> {
-    let stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
-    try {
-      const res = await this.call("keepAlive", async () => {
-        stream = await this.client.leaseClient.leaseKeepAlive();
-        return oneResponse(stream, { ID: id });
-      });
-      return num(res.TTL) > 0;
-    } finally {
-      // Also when the answer never came: do not leave the stream open.
-      stream?.cancel();
-    }
+    const ttl = await this.call("keepAlive", () => this.renewals.renew(id, this.timeoutMs));
+    return ttl > 0;
   }
 
   private async revoke(id: LeaseId): Promise<void> {
@@ -442,22 +467,126 @@ function compacted(err: unknown): boolean {
   return err instanceof Error && /required revision has been compacted/.test(err.message);
 }
 
-/** Sends one request on a bidirectional stream and resolves with the first response. */
-function oneResponse<Req, Res>(stream: IDuplexStream<Req, Res>, request: Req): Promise<Res> {
-  return new Promise<Res>((resolve, reject) => {
-    let settled = false;
-    const finish = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      fn();
-      stream.cancel();
-    };
-    stream.on("data", (res) => finish(() => resolve(res)));
-    // The listener stays attached: cancelling the stream emits a CANCELLED error.
-    stream.on("error", (err) => finish(() => reject(err)));
-    stream.on("end", () => finish(() => reject(new EtcdWatchStreamEnded())));
-    stream.write(request);
-  });
+/**
+ * Closes a stream of ours: end() first, then cancel(). Cancelling makes the stream emit a
+ * CANCELLED error, and etcd3 treats an error on a stream that is still writable as a failed host:
+ * it closes every gRPC client to that host, and the other streams on the connection (the watches)
+ * then die at its next keepalive ping ("Ping returned false", every 10 s with renewals running).
+ * An ended stream is no longer writable, so its CANCELLED is left to our own listeners.
+ */
+function closeStream<Req, Res>(stream: IDuplexStream<Req, Res>): void {
+  const s = stream as IDuplexStream<Req, Res> & { writable?: boolean };
+  if (s.writable !== false) s.end();
+  s.cancel();
+}
+
+interface Renewal {
+  id: string;
+  resolve(ttl: number): void;
+  reject(err: Error): void;
+}
+
+/**
+ * The store's one LeaseKeepAlive stream, shared by every lease: each request carries its lease's
+ * ID and each response echoes it, answered in order. Opened on the first renewal, kept open (a
+ * stream per renewal cost a connection each, see closeStream), reopened only after it broke.
+ * A renewal unanswered within the timeout drops the stream with every renewal waiting on it, so
+ * that no late answer is ever taken for a newer request's.
+ */
+class LeaseRenewals {
+  /** Streams opened so far. */
+  opened = 0;
+  private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
+  private opening: Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> | undefined;
+  /** Renewals sent on `stream` and not yet answered, oldest first. */
+  private waiting: Renewal[] = [];
+  private closed = false;
+
+  constructor(private readonly store: EtcdStore) {}
+
+  /** Sends one renewal; resolves with the TTL etcd answers (0: no such lease). */
+  async renew(id: LeaseId, timeoutMs: number): Promise<number> {
+    const stream = await this.open();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.drop(
+          stream,
+          new StoreUnavailableError(
+            `etcd ${this.store.endpoints.join(",")}: keepAlive of lease ${id} got no answer within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      this.waiting.push({
+        id,
+        resolve: (ttl) => {
+          clearTimeout(timer);
+          resolve(ttl);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+      stream.write({ ID: id });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.stream !== undefined) this.drop(this.stream, new Error("etcd store is closed"));
+  }
+
+  private open(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
+    if (this.stream !== undefined) return Promise.resolve(this.stream);
+    this.opening ??= this.store
+      .openLeaseStream()
+      .then((stream) => {
+        if (this.closed) {
+          closeStream(stream);
+          throw new Error("etcd store is closed");
+        }
+        this.opened += 1;
+        this.stream = stream;
+        stream.on("data", (res) => this.answer(stream, res));
+        stream.on("error", (err) =>
+          this.drop(
+            stream,
+            new StoreUnavailableError(`etcd: lease keep-alive stream lost: ${err.message}`, { cause: err }),
+          ),
+        );
+        stream.on("end", () =>
+          this.drop(stream, new StoreUnavailableError("etcd: lease keep-alive stream ended")),
+        );
+        return stream;
+      })
+      .finally(() => {
+        this.opening = undefined;
+      });
+    return this.opening;
+  }
+
+  private answer(
+    stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>,
+    res: ILeaseKeepAliveResponse,
+  ): void {
+    if (stream !== this.stream) return;
+    const id = String(res.ID);
+    const i = this.waiting.findIndex((r) => r.id === id);
+    const renewal = this.waiting[i];
+    if (renewal === undefined) return;
+    this.waiting.splice(i, 1);
+    renewal.resolve(num(res.TTL));
+  }
+
+  /** Closes the stream (if still the current one) and fails every renewal waiting on it. */
+  private drop(stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>, err: Error): void {
+    if (stream !== this.stream) return;
+    this.stream = undefined;
+    const waiting = this.waiting;
+    this.waiting = [];
+    closeStream(stream);
+    for (const r of waiting) r.reject(err);
+  }
 }
 
 class EtcdWatch {
@@ -484,7 +613,7 @@ class EtcdWatch {
   async connect(): Promise<void> {
     const stream = await this.store.openWatchStream();
     if (this.closed) {
-      stream.cancel();
+      closeStream(stream);
       return;
     }
     this.stream = stream;
@@ -610,7 +739,7 @@ class EtcdWatch {
       // Parts of a fragmented response whose last part never came: the reconnect asks again.
       this.fragments = [];
     }
-    stream.cancel();
+    closeStream(stream);
   }
 
   /** The stream broke: report it and resume from the next undelivered revision. */
@@ -631,6 +760,7 @@ class EtcdWatch {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       if (this.closed || this.store.isClosed) return;
+      this.store.countWatchReconnect();
       this.connect().catch((err: unknown) => {
         if (this.closed) return;
         this.lost(err instanceof Error ? err : new Error(String(err)));

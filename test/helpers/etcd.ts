@@ -20,6 +20,11 @@ export interface EtcdOptions {
   netnsName?: string;
   /** How long to wait for etcd to become ready (ms). Default 20000. */
   startTimeoutMs?: number;
+  /**
+   * etcd's --grpc-keepalive-min-time (ms): clients pinging more often get GOAWAY. Default etcd's
+   * own (5 s); lower it for a client whose keepalive interval is shortened to keep a test short.
+   */
+  grpcKeepaliveMinTimeMs?: number;
 }
 
 export interface TestEtcd {
@@ -129,6 +134,9 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
     "50",
     "--election-timeout",
     "500",
+    ...(options.grpcKeepaliveMinTimeMs === undefined
+      ? []
+      : ["--grpc-keepalive-min-time", `${options.grpcKeepaliveMinTimeMs}ms`]),
   ];
   const [command, args] =
     options.netnsName === undefined

@@ -11,13 +11,14 @@ import {
   type Store,
 } from "../../src/store/store.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
-import { collect, storeSuite, waitFor } from "./store.suite.js";
+import { collect, sleep, storeSuite, waitFor } from "./store.suite.js";
 import { expectWithin } from "../helpers/timing.js";
 
 let etcd: TestEtcd | undefined;
 
 beforeAll(async () => {
-  etcd = await startEtcd();
+  // Lets the lease-stream test ping every 500 ms instead of every 10 s (etcd's own minimum is 5 s).
+  etcd = await startEtcd({ grpcKeepaliveMinTimeMs: 100 });
 });
 
 afterAll(async () => {
@@ -62,6 +63,8 @@ describe("EtcdStore specifics", () => {
       const start = await store.txn([], [{ type: "put", key: "outage/before", value: "1" }]);
       const c = collect();
       const watch = await store.watch("outage/", start.revision, c.handlers);
+      const lease = await store.grantLease(60);
+      expect(await lease.keepAlive()).toBe(true);
       await etcd.stopServer();
       for (const call of [
         () => store.get("outage/before"),
@@ -69,6 +72,8 @@ describe("EtcdStore specifics", () => {
         () => store.txn([], [{ type: "put", key: "outage/x", value: "1" }]),
         () => store.grantLease(5),
         () => store.watch("outage/", 0, c.handlers),
+        () => lease.keepAlive(),
+        () => lease.keepAlive(),
       ]) {
         const t0 = Date.now();
         const err: unknown = await call().then(
@@ -93,6 +98,13 @@ describe("EtcdStore specifics", () => {
         { type: "put", key: "outage/after", value: "2", modRevision: after.revision },
       ]);
       expect(c.resets).toEqual([]);
+      // The keep-alive stream broke with the connection (and each renewal tried while etcd was
+      // down opened one that failed); the next renewal opens another, which then stays.
+      expect(await lease.keepAlive()).toBe(true);
+      const opened = (store as EtcdStore).leaseStreamsOpened;
+      expect(await lease.keepAlive()).toBe(true);
+      expect(await lease.keepAlive()).toBe(true);
+      expect((store as EtcdStore).leaseStreamsOpened).toBe(opened);
       await watch.close();
     } finally {
       await store.close();
@@ -208,6 +220,53 @@ describe("EtcdStore listings in pages", () => {
       });
       expect(result.count).toBe(5000);
       expect(sizes).toEqual([2500, 2500]);
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
+});
+
+describe("EtcdStore lease renewals", () => {
+  it("renewals on one long-lived stream and closed watches leave the connection alone: a watch never reconnects", async () => {
+    // gRPC pings every 500 ms here (10 s by default): 6 s of renewals span 12 pings. Before,
+    // each renewal opened and cancelled a stream, and the next ping dropped the connection.
+    const store = new EtcdStore([endpoint()], { keepaliveIntervalMs: 500 });
+    try {
+      const start = await store.txn([], [{ type: "put", key: "steady/start", value: "0" }]);
+      const c = collect();
+      const watch = await store.watch("steady/", start.revision, c.handlers);
+      const lease = await store.grantLease(5);
+      const other = await store.grantLease(5);
+      await store.txn([], [{ type: "put", key: "steady/held", value: "1", lease: lease.id }]);
+      const until = Date.now() + 6000;
+      for (let i = 0; Date.now() < until; i++) {
+        expect(await lease.keepAlive()).toBe(true);
+        expect(await other.keepAlive()).toBe(true);
+        if (i % 4 === 0) {
+          // Closing another watch must not take this one down either.
+          const brief = await store.watch("elsewhere/", start.revision, collect().handlers);
+          await brief.close();
+        }
+        await sleep(300);
+      }
+      // Concurrent renewals on the one stream each get their own lease's answer.
+      expect(await Promise.all([lease.keepAlive(), other.keepAlive(), lease.keepAlive()])).toEqual([
+        true,
+        true,
+        true,
+      ]);
+      await other.revoke();
+      expect(await other.keepAlive()).toBe(false);
+      expect(await lease.keepAlive()).toBe(true);
+      await store.txn([], [{ type: "put", key: "steady/end", value: "2" }]);
+      await waitFor("the watch still delivering", () => c.events().length === 2);
+      expect(c.events().map((e) => e.key)).toEqual(["steady/held", "steady/end"]);
+      expect(c.errors).toEqual([]);
+      expect(c.resets).toEqual([]);
+      expect(store.watchReconnectCount).toBe(0);
+      expect(store.leaseStreamsOpened).toBe(1);
+      expect((await store.get("steady/held"))?.lease).toBe(lease.id);
+      await watch.close();
     } finally {
       await store.close();
     }
