@@ -36,7 +36,8 @@
  *   [--churn-seconds 10] [--timeout 120] [--json] [--quick]
  * No root needed (the switch has no ports; nothing on the host is touched). Needs etcd
  * (Debian's etcd-server, /usr/bin/etcd, or $ETCD_BINARY) and the compiled TypeScript
- * (npx tsc -p tsconfig.build.json) and addon.
+ * (npx tsc -p tsconfig.build.json) and addon. The commit reported is HEAD and what src/ has
+ * uncommitted, or $OVERLAY_BENCH_COMMIT (for a run from a `git archive` export).
  */
 import { execFile, execFileSync, fork, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
