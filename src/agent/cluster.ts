@@ -4,6 +4,7 @@
  * before and after), so the reconcile can work in proportion to the change, not to the cluster.
  */
 import type { RecordKind } from "../model/keys.js";
+import type { RecordOfKind } from "../model/scan.js";
 import type {
   BlockRecord,
   EndpointRecord,
@@ -12,14 +13,7 @@ import type {
   NodeRecord,
 } from "../model/records.js";
 
-export interface RecordOfKind {
-  network: NetworkRecord;
-  namespace: NamespaceRecord;
-  endpoint: EndpointRecord;
-  node: NodeRecord;
-  block: BlockRecord;
-}
-
+export type { RecordOfKind } from "../model/scan.js";
 export type AnyRecord = RecordOfKind[RecordKind];
 
 /** One record that changed; `before`/`after` undefined for one created/deleted. */

@@ -10,28 +10,13 @@
  * logs, counts and shows in its readiness) and retried with a growing, jittered delay until it
  * succeeds; `healthy` says whether the view is following the store now.
  */
-import type { KeyValue, Store, Watch, WatchEvent } from "../store/store.js";
-import {
-  parseBlock,
-  parseEndpoint,
-  parseNamespace,
-  parseNetwork,
-  parseNode,
-  type Parsed,
-  type RecordProblem,
-} from "../model/records.js";
-import { ROOT, recordKindOf, type RecordKind } from "../model/keys.js";
-import { ClusterRecords, type ClusterSnapshot, type RecordChange, type RecordOfKind } from "./cluster.js";
+import type { Store, Watch, WatchEvent } from "../store/store.js";
+import type { RecordProblem } from "../model/records.js";
+import { ROOT } from "../model/keys.js";
+import { parseFollowed, scanFollowed } from "../model/scan.js";
+import { ClusterRecords, type ClusterSnapshot, type RecordChange } from "./cluster.js";
 
 export type { ClusterSnapshot } from "./cluster.js";
-
-const PARSERS: { [K in RecordKind]: (kv: Pick<KeyValue, "key" | "value">) => Parsed<RecordOfKind[K]> } = {
-  network: parseNetwork,
-  namespace: parseNamespace,
-  endpoint: parseEndpoint,
-  node: parseNode,
-  block: parseBlock,
-};
 
 export interface ViewHandlers {
   /** Records changed (one batch of watch events); the agent applies them in proportion. */
@@ -49,7 +34,8 @@ const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
 export class ClusterView {
-  readonly records = new ClusterRecords();
+  /** The records as last listed and watched (replaced whole by each listing). */
+  records = new ClusterRecords();
   private watch: Watch | undefined;
   private revision = 0;
   private closed = false;
@@ -83,20 +69,21 @@ export class ClusterView {
   }
 
   /** Applies one stored value; the change, or undefined for keys of kinds the agent ignores. */
-  private put(key: string, value: string): RecordChange | undefined {
-    const kind = recordKindOf(key);
-    if (kind === undefined) return undefined;
-    const parsed = PARSERS[kind]({ key, value });
-    if (parsed.ok) return this.records.put(kind, key, parsed.value);
+  private put(into: ClusterRecords, key: string, value: string): RecordChange | undefined {
+    const parsed = parseFollowed({ key, value });
+    if (parsed === undefined) return undefined;
+    if ("record" in parsed) return into.put(parsed.kind, key, parsed.record);
     this.handlers.onProblem(parsed.problem);
-    return this.records.delete(key);
+    return into.delete(key);
   }
 
   private apply(events: WatchEvent[]): void {
     const changes: RecordChange[] = [];
     for (const e of events) {
       const c =
-        e.type === "put" && e.value !== undefined ? this.put(e.key, e.value) : this.records.delete(e.key);
+        e.type === "put" && e.value !== undefined
+          ? this.put(this.records, e.key, e.value)
+          : this.records.delete(e.key);
       if (c !== undefined) changes.push(c);
       this.revision = Math.max(this.revision, e.modRevision);
     }
@@ -109,9 +96,13 @@ export class ClusterView {
         this.healthy = false;
         await this.watch?.close().catch(() => undefined);
         this.watch = undefined;
-        const { items, revision } = await this.store.list(ROOT);
-        this.records.clear();
-        for (const kv of items) this.put(kv.key, kv.value);
+        // Page by page into a fresh index, swapped in once the listing is whole: a listing that
+        // fails half way leaves the picture the agent had.
+        const fresh = new ClusterRecords();
+        const revision = await scanFollowed(this.store, (items) => {
+          for (const kv of items) this.put(fresh, kv.key, kv.value);
+        });
+        this.records = fresh;
         this.revision = revision;
         if (this.closed) return;
         this.watch = await this.store.watch(ROOT, revision, {

@@ -230,8 +230,8 @@ describe("the agent never goes deaf in silence, and a storm of changes ends in t
     await expect.poll(() => sw.remotes.has(r1.mac)).toBe(true);
     flaky.failLists = 2;
     flaky.reset();
-    await expect.poll(() => agent.state().following).toBe(false);
-    expect(agent.state().storeTroubles).toBeGreaterThanOrEqual(1);
+    await expect.poll(() => agent.state().storeTroubles).toBeGreaterThanOrEqual(1);
+    expect(agent.state().following).toBe(false);
     const status = await agent.handle({ op: "STATUS" });
     expect(status).toMatchObject({ ok: false, error: { code: 50 } });
     expect(JSON.stringify(status)).toContain("not following the cluster store");
