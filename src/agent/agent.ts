@@ -189,25 +189,29 @@ export class Agent {
     });
     this.log.info({ features: this.sw.features() }, "switch started");
     await this.lease.register();
-    this.view = new ClusterView(o.store, {
-      onChange: (changes) => {
-        this.pending.push(...changes);
-        this.schedule();
+    this.view = new ClusterView(
+      o.store,
+      {
+        onChange: (changes) => {
+          this.pending.push(...changes);
+          this.schedule();
+        },
+        onResync: () => {
+          this.resyncWanted = true;
+          this.schedule();
+        },
+        onProblem: (p) => this.log.warn({ key: p.key, problem: p.problem }, "skipping invalid record"),
+        onReset: (reason) => this.log.warn({ reason }, "store watch reset; re-listing"),
+        onTrouble: (what, err, retryInMs) => {
+          const detail = { what, err: err instanceof Error ? err.message : String(err), retryInMs };
+          // A listing that fails leaves the agent deaf: an error. A broken watch resumes by itself.
+          if (what === "list")
+            this.log.error(detail, "cannot list the cluster store: changes are not applied until it can");
+          else this.log.warn(detail, "store watch broken: changes may be late until it resumes");
+        },
       },
-      onResync: () => {
-        this.resyncWanted = true;
-        this.schedule();
-      },
-      onProblem: (p) => this.log.warn({ key: p.key, problem: p.problem }, "skipping invalid record"),
-      onReset: (reason) => this.log.warn({ reason }, "store watch reset; re-listing"),
-      onTrouble: (what, err, retryInMs) =>
-        this.log.error(
-          { what, err: err instanceof Error ? err.message : String(err), retryInMs },
-          what === "list"
-            ? "cannot list the cluster store: changes are not applied until it can"
-            : "store watch broken: changes may be late until it resumes",
-        ),
-    });
+      o.node,
+    );
     await this.view.start();
     await this.reconcile();
     this.departed = new DepartedNodeGc({

@@ -16,16 +16,33 @@ import type {
 export type { RecordOfKind } from "../model/scan.js";
 export type AnyRecord = RecordOfKind[RecordKind];
 
+/**
+ * What the agent keeps of another node's endpoint: what forwarding to it needs. Its own node's
+ * endpoints are kept whole (attach, DEL, GC need them); at 64,000 pods the difference is most of
+ * the agent's memory.
+ */
+export type RemoteEndpointRecord = Pick<
+  EndpointRecord,
+  "network" | "namespace" | "pod" | "node" | "ip" | "mac"
+>;
+
+/** An endpoint as held: whole for this node's, compact for the others'. */
+export type HeldEndpoint = EndpointRecord | RemoteEndpointRecord;
+
+interface HeldOfKind extends Omit<RecordOfKind, "endpoint"> {
+  endpoint: HeldEndpoint;
+}
+
 /** One record that changed; `before`/`after` undefined for one created/deleted. */
 export type RecordChange = {
-  [K in RecordKind]: { kind: K; key: string; before?: RecordOfKind[K]; after?: RecordOfKind[K] };
+  [K in RecordKind]: { kind: K; key: string; before?: HeldOfKind[K]; after?: HeldOfKind[K] };
 }[RecordKind];
 
 /** The cluster as a plain list of records (tests, GC, and the CNI handlers' rare scans). */
 export interface ClusterSnapshot {
   networks: NetworkRecord[];
   namespaces: NamespaceRecord[];
-  endpoints: EndpointRecord[];
+  endpoints: HeldEndpoint[];
   nodes: NodeRecord[];
   blocks: BlockRecord[];
   revision: number;
@@ -55,26 +72,33 @@ class Index<V> {
 
 export class ClusterRecords {
   /** Every record, by key. */
-  private readonly byKey = new Map<string, { kind: RecordKind; record: AnyRecord }>();
+  private readonly byKey = new Map<string, { kind: RecordKind; record: AnyRecord | HeldEndpoint }>();
   private readonly networksByName = new Map<string, NetworkRecord>();
   /** "network/namespace" -> record. */
   private readonly namespacesByName = new Map<string, NamespaceRecord>();
   private readonly nodesByName = new Map<string, NodeRecord>();
-  private readonly endpointsByNode = new Index<EndpointRecord>();
-  private readonly endpointsByNamespace = new Index<EndpointRecord>();
+  private readonly endpointsByNode = new Index<HeldEndpoint>();
+  private readonly endpointsByNamespace = new Index<HeldEndpoint>();
   private readonly blocksByNode = new Index<BlockRecord>();
 
+  /** @param self this node: its endpoints are kept whole, the others' compact. */
+  constructor(private readonly self?: string) {}
+
   /** Records of a snapshot, under the keys `keyOf` gives them. */
-  static fromSnapshot(s: ClusterSnapshot, keyOf: (kind: RecordKind, r: AnyRecord) => string): ClusterRecords {
-    const c = new ClusterRecords();
-    const all: [RecordKind, readonly AnyRecord[]][] = [
+  static fromSnapshot(
+    s: ClusterSnapshot,
+    keyOf: (kind: RecordKind, r: AnyRecord | HeldEndpoint) => string,
+    self?: string,
+  ): ClusterRecords {
+    const c = new ClusterRecords(self);
+    const all: [RecordKind, readonly (AnyRecord | HeldEndpoint)[]][] = [
       ["network", s.networks],
       ["namespace", s.namespaces],
       ["node", s.nodes],
       ["endpoint", s.endpoints],
       ["block", s.blocks],
     ];
-    for (const [kind, records] of all) for (const r of records) c.put(kind, keyOf(kind, r), r);
+    for (const [kind, records] of all) for (const r of records) c.put(kind, keyOf(kind, r), r as AnyRecord);
     return c;
   }
 
@@ -91,9 +115,9 @@ export class ClusterRecords {
   node(name: string): NodeRecord | undefined {
     return this.nodesByName.get(name);
   }
-  endpoint(key: string): EndpointRecord | undefined {
+  endpoint(key: string): HeldEndpoint | undefined {
     const e = this.byKey.get(key);
-    return e?.kind === "endpoint" ? (e.record as EndpointRecord) : undefined;
+    return e?.kind === "endpoint" ? (e.record as HeldEndpoint) : undefined;
   }
   block(key: string): BlockRecord | undefined {
     const b = this.byKey.get(key);
@@ -109,10 +133,15 @@ export class ClusterRecords {
   *remoteSources(): IterableIterator<[string, "endpoint" | "block"]> {
     for (const [key, { kind }] of this.byKey) if (kind === "endpoint" || kind === "block") yield [key, kind];
   }
-  endpointsOfNode(node: string): ReadonlyMap<string, EndpointRecord> {
+  endpointsOfNode(node: string): ReadonlyMap<string, HeldEndpoint> {
     return this.endpointsByNode.get(node);
   }
-  endpointsOfNamespace(network: string, namespace: string): ReadonlyMap<string, EndpointRecord> {
+  /** This node's endpoints, whole. */
+  ownEndpoints(): EndpointRecord[] {
+    if (this.self === undefined) throw new Error("ClusterRecords made without its node");
+    return [...this.endpointsByNode.get(this.self).values()] as EndpointRecord[];
+  }
+  endpointsOfNamespace(network: string, namespace: string): ReadonlyMap<string, HeldEndpoint> {
     return this.endpointsByNamespace.get(`${network}/${namespace}`);
   }
   blocksOfNode(node: string): ReadonlyMap<string, BlockRecord> {
@@ -126,7 +155,11 @@ export class ClusterRecords {
   /** Stores a record under its key; says what changed. */
   put<K extends RecordKind>(kind: K, key: string, record: RecordOfKind[K]): RecordChange {
     const before = this.delete(key);
-    const r = record as AnyRecord;
+    let r: AnyRecord | HeldEndpoint = record as AnyRecord;
+    if (kind === "endpoint" && this.self !== undefined && (r as EndpointRecord).node !== this.self) {
+      const { network, namespace, pod, node, ip, mac } = r as EndpointRecord;
+      r = { network, namespace, pod, node, ip, mac };
+    }
     this.byKey.set(key, { kind, record: r });
     this.index(kind, key, r, true);
     return {
@@ -162,14 +195,14 @@ export class ClusterRecords {
     for (const { kind, record } of this.byKey.values()) {
       if (kind === "network") s.networks.push(record as NetworkRecord);
       else if (kind === "namespace") s.namespaces.push(record as NamespaceRecord);
-      else if (kind === "endpoint") s.endpoints.push(record as EndpointRecord);
+      else if (kind === "endpoint") s.endpoints.push(record as HeldEndpoint);
       else if (kind === "node") s.nodes.push(record as NodeRecord);
       else s.blocks.push(record as BlockRecord);
     }
     return s;
   }
 
-  private index(kind: RecordKind, key: string, r: AnyRecord, add: boolean): void {
+  private index(kind: RecordKind, key: string, r: AnyRecord | HeldEndpoint, add: boolean): void {
     const named = <V>(m: Map<string, V>, name: string, v: V): void => {
       if (add) m.set(name, v);
       else if (m.get(name) === v) m.delete(name);
@@ -191,7 +224,7 @@ export class ClusterRecords {
         named(this.nodesByName, (r as NodeRecord).name, r as NodeRecord);
         break;
       case "endpoint": {
-        const e = r as EndpointRecord;
+        const e = r as HeldEndpoint;
         grouped(this.endpointsByNode, e.node, e);
         grouped(this.endpointsByNamespace, `${e.network}/${e.namespace}`, e);
         break;

@@ -23,7 +23,7 @@ import type {
   NetworkRecord,
   NodeRecord,
 } from "../model/records.js";
-import { ClusterRecords, type AnyRecord, type ClusterSnapshot } from "./cluster.js";
+import { ClusterRecords, type AnyRecord, type ClusterSnapshot, type HeldEndpoint } from "./cluster.js";
 
 export interface GatewayPort {
   block: string;
@@ -57,7 +57,7 @@ export function endpointId(e: Pick<EndpointRecord, "network" | "namespace" | "po
 export const GLOBAL_VNIS: readonly number[] = [GLOBAL_VNI];
 
 /** The VNI of an endpoint's port: its namespace's, by the model's one rule; none without a record. */
-export function endpointVni(c: ClusterRecords, e: EndpointRecord): number | undefined {
+export function endpointVni(c: ClusterRecords, e: HeldEndpoint): number | undefined {
   const net = c.network(e.network);
   return net && podVni(net, c.namespace(e.network, e.namespace));
 }
@@ -98,7 +98,7 @@ export function remoteEntry(
 export function localState(c: ClusterRecords, self: string): LocalState {
   const localVnis = new Map<string, number>();
   const localEndpoints: EndpointRecord[] = [];
-  for (const e of c.endpointsOfNode(self).values()) {
+  for (const e of c.ownEndpoints()) {
     localEndpoints.push(e);
     const vni = endpointVni(c, e);
     if (vni !== undefined) localVnis.set(endpointId(e), vni);
@@ -131,7 +131,7 @@ export function allRemotes(c: ClusterRecords, self: string): Map<string, RemoteE
 }
 
 /** The key a record is stored under (for records that come without one, as in a snapshot). */
-export function keyOfRecord(kind: RecordKind, r: AnyRecord): string {
+export function keyOfRecord(kind: RecordKind, r: AnyRecord | HeldEndpoint): string {
   switch (kind) {
     case "network":
       return networkKey((r as NetworkRecord).name);
@@ -140,7 +140,7 @@ export function keyOfRecord(kind: RecordKind, r: AnyRecord): string {
     case "node":
       return nodeKey((r as NodeRecord).name);
     case "endpoint": {
-      const e = r as EndpointRecord;
+      const e = r as HeldEndpoint;
       return endpointKey(e.network, e.namespace, e.pod);
     }
     case "block":
@@ -150,7 +150,7 @@ export function keyOfRecord(kind: RecordKind, r: AnyRecord): string {
 
 /** Everything at once, from a snapshot: what a fresh agent would program. */
 export function desiredState(s: ClusterSnapshot | ClusterRecords, self: string): DesiredState {
-  const c = s instanceof ClusterRecords ? s : ClusterRecords.fromSnapshot(s, keyOfRecord);
+  const c = s instanceof ClusterRecords ? s : ClusterRecords.fromSnapshot(s, keyOfRecord, self);
   const remotes = [...allRemotes(c, self).values()].sort((a, b) =>
     a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0,
   );

@@ -191,7 +191,7 @@ export class CniRequests {
     const ifname = ifName || DEFAULT_IFNAME;
     const endpoint =
       ports.find(containerId, ifname)?.endpoint ??
-      [...(this.d.records()?.endpointsOfNode(this.d.node).values() ?? [])].find(
+      (this.d.records()?.ownEndpoints() ?? []).find(
         (e) => e.containerId === containerId && e.ifname === ifname,
       );
     if (endpoint) {
@@ -274,7 +274,7 @@ export class CniRequests {
   /** Releases every attachment of this node that the runtime no longer lists. */
   private async gc(valid: { containerId: string; ifName: string }[]): Promise<AgentResponse> {
     const keep = new Set(valid.map((v) => `${v.containerId}/${v.ifName || DEFAULT_IFNAME}`));
-    const mine = [...(this.d.records()?.endpointsOfNode(this.d.node).values() ?? [])];
+    const mine = this.d.records()?.ownEndpoints() ?? [];
     for (const e of mine) {
       if (keep.has(`${e.containerId}/${e.ifname}`)) continue;
       this.d.log.info(

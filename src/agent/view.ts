@@ -32,10 +32,11 @@ export interface ViewHandlers {
 /** Delays between attempts to list again: 0.5 s doubling to 30 s, each with up to 50% jitter. */
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
+const WATCH_PROBE_MAX_MS = 4_000;
 
 export class ClusterView {
   /** The records as last listed and watched (replaced whole by each listing). */
-  records = new ClusterRecords();
+  records: ClusterRecords;
   private watch: Watch | undefined;
   private revision = 0;
   private closed = false;
@@ -47,10 +48,14 @@ export class ClusterView {
   /** Failed listings and watches since start. */
   troubles = 0;
 
+  /** @param self this node, whose endpoints the view keeps whole (the others' compact). */
   constructor(
     private readonly store: Store,
     private readonly handlers: ViewHandlers,
-  ) {}
+    private readonly self?: string,
+  ) {
+    this.records = new ClusterRecords(self);
+  }
 
   /** Lists everything and starts watching; resolves once the first listing is in. */
   async start(): Promise<void> {
@@ -87,6 +92,11 @@ export class ClusterView {
       if (c !== undefined) changes.push(c);
       this.revision = Math.max(this.revision, e.modRevision);
     }
+    // Events flow again: the watch has resumed.
+    if (!this.healthy && this.watch !== undefined && this.relisting === undefined) {
+      this.healthy = true;
+      this.failures = 0;
+    }
     if (changes.length > 0) this.handlers.onChange(changes);
   }
 
@@ -98,7 +108,7 @@ export class ClusterView {
         this.watch = undefined;
         // Page by page into a fresh index, swapped in once the listing is whole: a listing that
         // fails half way leaves the picture the agent had.
-        const fresh = new ClusterRecords();
+        const fresh = new ClusterRecords(this.self);
         const revision = await scanFollowed(this.store, (items) => {
           for (const kv of items) this.put(fresh, kv.key, kv.value);
         });
@@ -133,7 +143,10 @@ export class ClusterView {
     if (this.closed) return;
     this.healthy = false;
     this.troubles++;
-    const base = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(this.failures, 16));
+    // A broken watch only needs a look at whether the store answers again (a cheap read), so it
+    // looks more often than a listing is retried.
+    const max = what === "watch" ? WATCH_PROBE_MAX_MS : RETRY_MAX_MS;
+    const base = Math.min(max, RETRY_FIRST_MS * 2 ** Math.min(this.failures, 16));
     this.failures++;
     const delay = Math.round(base * (0.5 + Math.random() / 2));
     this.handlers.onTrouble?.(what, err, delay);

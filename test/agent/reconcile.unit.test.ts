@@ -218,7 +218,7 @@ describe("the agent never goes deaf in silence, and a storm of changes ends in t
 
   /** What a fresh agent would program from the store as it is now. */
   async function storePicture(): Promise<Map<string, RemoteEndpoint>> {
-    const fresh = new ClusterView(base, { onChange: () => undefined, onProblem: () => undefined });
+    const fresh = new ClusterView(base, { onChange: () => undefined, onProblem: () => undefined }, "node1");
     await fresh.start();
     const want = desiredState(fresh.records, "node1").remotes;
     await fresh.close();
