@@ -33,6 +33,8 @@ export interface ViewHandlers {
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const WATCH_PROBE_MAX_MS = 4_000;
+/** After a watch reset, the listing starts within this long, at random. */
+const RESET_SPREAD_MS = 2_000;
 
 export class ClusterView {
   /** The records as last listed and watched (replaced whole by each listing). */
@@ -119,7 +121,11 @@ export class ClusterView {
           onEvents: (events) => this.apply(events),
           onReset: (reason) => {
             this.handlers.onReset?.(reason);
-            this.scheduleRelist();
+            // A compaction resets every agent's watch at once: spread their listings out.
+            this.healthy = false;
+            clearTimeout(this.retryTimer);
+            this.retryTimer = setTimeout(() => this.scheduleRelist(), Math.random() * RESET_SPREAD_MS);
+            this.retryTimer.unref();
           },
           // The store's watch resumes by itself from its last revision; say so, and look again.
           onError: (err) => this.trouble("watch", err),
