@@ -6,6 +6,7 @@
  */
 import { statSync } from "node:fs";
 import { isAbsolute } from "node:path";
+import { IFNAME_MAX } from "../dataplane/names.js";
 import { isDnsLabel, isDnsSubdomain } from "../model/names.js";
 import { invalidEnv } from "./errors.js";
 
@@ -40,7 +41,6 @@ const REQUIRED: Record<CniCommand, readonly Variable[]> = {
 // The spec's rules (and libcni's): container IDs are at least one character, alphanumeric first,
 // then alphanumerics, '_', '.', '-'; interface names fit IFNAMSIZ and hold no '/', ':' or space.
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const IFNAME_MAX = 15;
 const IFNAME_FORBIDDEN = /[/:\s]/;
 
 function value(env: Env, name: string): string | undefined {

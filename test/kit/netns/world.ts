@@ -12,18 +12,17 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, sleep, type RunOptions, type RunResult } from "./exec.js";
+import { IFNAME_MAX, IFNAME_RE, MAC_RE } from "../../../src/dataplane/names.js";
 
 /** Linux IFNAMSIZ is 16 including the terminating NUL. */
-export const IFNAME_MAX = 15;
+export { IFNAME_MAX };
 export const NETNS_DIR = "/var/run/netns";
 /** Where each live world records its owner and namespaces, so a later run can sweep stale ones. */
 export const WORLD_REGISTRY_DIR = "/run/overlay-test-worlds";
 
 export const PREFIX_RE = /^ov[0-9a-z]{5}$/;
 const SHORT_NAME_RE = /^[a-z0-9][a-z0-9-]*$/;
-const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const CIDR_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 export function isRoot(): boolean {
   return typeof process.getuid === "function" && process.getuid() === 0;
@@ -39,7 +38,7 @@ export function newPrefix(): string {
 }
 
 export function checkIfName(name: string, what = "interface name"): void {
-  if (!IFNAME_RE.test(name))
+  if (name.length < 1 || name.length > IFNAME_MAX || !IFNAME_RE.test(name))
     throw new RangeError(`${what} must be 1-${IFNAME_MAX} of [A-Za-z0-9_.-], got ${name}`);
 }
 
