@@ -31,7 +31,7 @@ std::unique_ptr<Switch> Switch::Create(const SwitchConfig& config, std::string* 
                            true, config.workers};
   Tables initial;
   initial.ports = BuildPortTable(*sw->ports_);
-  initial.remotes = BuildRemoteTable({});
+  initial.remotes = sw->remotes_.current();
   initial.policy = std::make_shared<PolicyTable>();
   sw->tables_.store(new Tables(initial));
   for (int w = 0; w < config.workers; ++w) {
@@ -66,9 +66,15 @@ void Switch::Close() {
   CloseUnderlay(&sockets_);
 }
 
-void Switch::Publish(Tables next) {
+void Switch::Publish(Tables next, RetiredShards retired) {
   const Tables* old = tables_.exchange(new Tables(std::move(next)));
-  qsbr_.Retire([old] { delete old; });
+  // A reader that loaded `old` may still follow it into the shards `next` replaced: both wait
+  // for the same grace period. Shards `next` shares with `old` stay with remotes_.
+  RetiredShards* shards = retired.empty() ? nullptr : new RetiredShards(std::move(retired));
+  qsbr_.Retire([old, shards] {
+    delete old;
+    delete shards;
+  });
 }
 
 void Switch::PublishPorts() {
@@ -77,13 +83,10 @@ void Switch::PublishPorts() {
   Publish(std::move(next));
 }
 
-void Switch::PublishRemotes() {
-  std::vector<Endpoint> all;
-  all.reserve(remotes_.size());
-  for (const auto& [mac, e] : remotes_) all.push_back(e);
+void Switch::PublishRemotes(std::shared_ptr<const RemoteTable> remotes, RetiredShards retired) {
   Tables next = *tables_.load();
-  next.remotes = BuildRemoteTable(all);
-  Publish(std::move(next));
+  next.remotes = std::move(remotes);
+  Publish(std::move(next), std::move(retired));
 }
 
 void Switch::PublishPolicy() {
@@ -202,17 +205,17 @@ void Switch::SetPeers(const std::vector<std::pair<uint32_t, PeerInfo>>& peers) {
 void Switch::UpdateRemotes(const std::vector<Endpoint>& add, const std::vector<Mac>& remove) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;
-  for (Mac m : remove) remotes_.erase(m);
-  for (const Endpoint& e : add) remotes_[e.mac] = e;
-  PublishRemotes();
+  RetiredShards retired;
+  std::shared_ptr<const RemoteTable> next = remotes_.Update(add, remove, &retired);
+  PublishRemotes(std::move(next), std::move(retired));
 }
 
 void Switch::ReplaceRemotes(const std::vector<Endpoint>& all) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;
-  remotes_.clear();
-  for (const Endpoint& e : all) remotes_[e.mac] = e;
-  PublishRemotes();
+  RetiredShards retired;
+  std::shared_ptr<const RemoteTable> next = remotes_.Replace(all, &retired);
+  PublishRemotes(std::move(next), std::move(retired));
 }
 
 bool Switch::Reaches(uint32_t from, uint32_t to) {

@@ -1,6 +1,7 @@
 // The switch: ports (pod TAPs), remote endpoints behind peer VTEPs, VNI policy, counters, and
 // the packet threads that forward between them. The control methods are called from one
-// thread (Node's main thread, through addon.cc); each builds and publishes a new table version.
+// thread (Node's main thread, through addon.cc); each builds and publishes a new table version
+// (see the thread-safety contract in tables.h).
 #pragma once
 
 #include <atomic>
@@ -92,9 +93,10 @@ class Switch {
  private:
   explicit Switch(const SwitchConfig& config);
   void PublishPorts();
-  void PublishRemotes();
+  void PublishRemotes(std::shared_ptr<const RemoteTable> remotes, RetiredShards retired);
   void PublishPolicy();
-  void Publish(Tables next);
+  // Publishes `next`, then retires the old version and the remote shards `next` replaced.
+  void Publish(Tables next, RetiredShards retired = {});
 
   SwitchConfig config_;
   Features features_{};
@@ -103,7 +105,7 @@ class Switch {
   std::atomic<const Tables*> tables_{nullptr};
   std::unique_ptr<PortTable> ports_;  // the control side's copy, published as PortTable
   uint32_t generation_ = 0;
-  std::unordered_map<Mac, Endpoint> remotes_;
+  RemoteSet remotes_;  // the control side's remotes; owns the published remote shards
   std::vector<std::pair<uint32_t, PeerInfo>> peers_;
   std::vector<uint32_t> global_vnis_;
   UnderlaySockets sockets_;

@@ -417,7 +417,7 @@ void Worker::Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const u
   }
   const Endpoint* dst = t.ports->by_mac.Find(LoadMac(eth->dst));
   if (dst == nullptr) {
-    c_.Count(t.remotes->by_mac.Find(LoadMac(eth->dst)) ? Drop::kHairpin : Drop::kUnknownDest);
+    c_.Count(t.remotes->FindMac(LoadMac(eth->dst)) ? Drop::kHairpin : Drop::kUnknownDest);
     return;
   }
   if (!t.policy->Allowed(vni, dst->vni)) {

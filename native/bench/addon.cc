@@ -204,7 +204,7 @@ class LookupBench : public Napi::ObjectWrap<LookupBench> {
   }
   Napi::Value Project(const Napi::CallbackInfo& info) {
     const RemoteTable& t = *real_;
-    return Run(info.Env(), [&](const uint8_t* m) { return t.by_mac.Find(LoadMac(m)); });
+    return Run(info.Env(), [&](const uint8_t* m) { return t.FindMac(LoadMac(m)); });
   }
   Napi::Value UnorderedMap(const Napi::CallbackInfo& info) {
     return Run(info.Env(), [&](const uint8_t* m) { return simple_->FindString(m); });
