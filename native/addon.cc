@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <napi.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,33 @@ bool ParseEndpoint(Napi::Env env, Napi::Value v, const std::string& what, Endpoi
   return GetNumber(o, "vni", limits::kVni, &e->vni) && GetMac(o, "mac", &e->mac) &&
          GetIpv4(o, "ipv4", &e->ip) && GetIpv4(o, "vtep", &e->vtep);
 }
+// An endpoint as JavaScript sees it (NativeRemote): the inverse of ParseEndpoint.
+std::string MacString(Mac m) {
+  char buf[18];
+  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", unsigned(m >> 40 & 0xff),
+                unsigned(m >> 32 & 0xff), unsigned(m >> 24 & 0xff), unsigned(m >> 16 & 0xff),
+                unsigned(m >> 8 & 0xff), unsigned(m & 0xff));
+  return buf;
+}
+std::string Ipv4String(uint32_t ip) {
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &ip, buf, sizeof(buf));
+  return buf;
+}
+Napi::Object EndpointObject(Napi::Env env, const Endpoint& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("vni", e.vni);
+  o.Set("mac", MacString(e.mac));
+  o.Set("ipv4", Ipv4String(e.ip));
+  o.Set("vtep", Ipv4String(e.vtep));
+  return o;
+}
+Napi::Array EndpointArray(Napi::Env env, const std::vector<Endpoint>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), EndpointObject(env, v[i]));
+  return a;
+}
+
 // Grows the vector per element rather than by the array's length up front: a sparse array's
 // length says nothing about its elements (new Array(2 ** 32 - 1) costs JS nothing).
 bool ParseEndpoints(Napi::Env env, Napi::Value v, const char* what, std::vector<Endpoint>* out) {
@@ -61,6 +89,9 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
                            InstanceMethod<&SwitchWrap::UpdateRemotes>("updateRemotes"),
                            InstanceMethod<&SwitchWrap::ReplaceRemotes>("replaceRemotes"),
                            InstanceMethod<&SwitchWrap::Reaches>("reaches"),
+                           InstanceMethod<&SwitchWrap::LookupRemote>("lookupRemote"),
+                           InstanceMethod<&SwitchWrap::LookupRemoteByIpv4>("lookupRemoteByIpv4"),
+                           InstanceMethod<&SwitchWrap::RemoteEntries>("remoteEntries"),
                            InstanceMethod<&SwitchWrap::Counters>("counters"),
                            InstanceMethod<&SwitchWrap::GetFeatures>("features"),
                            InstanceMethod<&SwitchWrap::Close>("close"),
@@ -217,6 +248,34 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     if (!Ready(env) || !ParseEndpoints(env, info[0], "all", &all)) return env.Undefined();
     sw_->ReplaceRemotes(all);
     return env.Undefined();
+  }
+
+  // Inspection of the remote table (tests, diagnostics): see Switch::FindRemote.
+  Napi::Value LookupRemote(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Mac mac;
+    if (!Ready(env) || !UnicastMac(env, info[0], "mac", &mac)) return env.Undefined();
+    Endpoint e;
+    return sw_->FindRemote(mac, &e) ? Napi::Value(EndpointObject(env, e)) : env.Null();
+  }
+
+  Napi::Value LookupRemoteByIpv4(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t ip;
+    if (!Ready(env) || !Ipv4(env, info[0], "ipv4", &ip)) return env.Undefined();
+    Endpoint e;
+    return sw_->FindRemoteByIp(ip, &e) ? Napi::Value(EndpointObject(env, e)) : env.Null();
+  }
+
+  Napi::Value RemoteEntries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Ready(env)) return env.Undefined();
+    std::vector<Endpoint> by_mac, by_ip;
+    sw_->RemoteEntries(&by_mac, &by_ip);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("byMac", EndpointArray(env, by_mac));
+    o.Set("byIpv4", EndpointArray(env, by_ip));
+    return o;
   }
 
   Napi::Value Counters(const Napi::CallbackInfo& info) {

@@ -218,6 +218,32 @@ void Switch::ReplaceRemotes(const std::vector<Endpoint>& all) {
   PublishRemotes(std::move(next), std::move(retired));
 }
 
+bool Switch::FindRemote(Mac mac, Endpoint* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Tables* t = tables_.load();
+  const Endpoint* e = t ? t->remotes->FindMac(mac) : nullptr;
+  if (e) *out = *e;
+  return e != nullptr;
+}
+
+bool Switch::FindRemoteByIp(uint32_t ip, Endpoint* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Tables* t = tables_.load();
+  const Endpoint* e = t ? t->remotes->FindIp(ip) : nullptr;
+  if (e) *out = *e;
+  return e != nullptr;
+}
+
+void Switch::RemoteEntries(std::vector<Endpoint>* by_mac, std::vector<Endpoint>* by_ip) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Tables* t = tables_.load();
+  if (!t) return;
+  for (const auto& shard : t->remotes->by_mac)
+    shard.ForEach([&](Mac, const Endpoint& e) { by_mac->push_back(e); });
+  for (const auto& shard : t->remotes->by_ip)
+    shard.ForEach([&](uint32_t, const Endpoint& e) { by_ip->push_back(e); });
+}
+
 bool Switch::Reaches(uint32_t from, uint32_t to) {
   // Holding mu_ keeps the control side from publishing, so the version read here cannot be
   // retired (and freed) under us; packet threads never take mu_ and are not slowed.

@@ -73,6 +73,13 @@ class Switch {
   void UpdateRemotes(const std::vector<Endpoint>& add, const std::vector<Mac>& remove);
   void ReplaceRemotes(const std::vector<Endpoint>& all);
   CounterSnapshot Counters();
+  // Inspection of the published remote table, for tests and diagnostics; never on the packet
+  // path. Each holds mu_ (so the version read cannot be retired meanwhile) and answers through
+  // the packet threads' own lookups (RemoteTable::FindMac, FindIp), or lists every entry of both
+  // indexes shard by shard (costs the table). False/empty once closed.
+  bool FindRemote(Mac mac, Endpoint* out);
+  bool FindRemoteByIp(uint32_t ip, Endpoint* out);
+  void RemoteEntries(std::vector<Endpoint>* by_mac, std::vector<Endpoint>* by_ip);
   // PolicyTable::Allowed on the published tables: whether a frame from a port on `from` may be
   // delivered to a port on `to`. A read; false once closed.
   bool Reaches(uint32_t from, uint32_t to);

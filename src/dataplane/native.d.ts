@@ -150,10 +150,28 @@ export declare class NativeSwitch {
   setPortRate(id: number, rateBitsPerSec: number): void;
   setGlobalVnis(vnis: number[]): void;
   setPeers(peers: NativePeer[]): void;
-  /** Adds or replaces `add` (by MAC) and removes the MACs in `remove`, as one table version. */
+  /**
+   * Removes the MACs in `remove`, then adds or replaces `add` (by MAC, in order), as one table
+   * version. Costs what the entries' shards hold, not what the table holds (native/tables.h).
+   * When several remotes have one IPv4 address, ARP is answered with the one written last; when
+   * it goes or moves, with the one written last among those left.
+   */
   updateRemotes(add: NativeRemote[], remove: string[]): void;
-  /** Replaces every remote endpoint with `all`, as one table version. */
+  /** Replaces every remote endpoint with `all` (a later duplicate MAC or IPv4 address wins), as one table version. */
   replaceRemotes(all: NativeRemote[]): void;
+  /**
+   * Inspection, for tests and diagnostics; not a control call and never on the packet path. The
+   * remote endpoint the published table holds for `mac` (a unicast MAC), found by the packet
+   * threads' own lookup; null when none. Takes the control side's lock.
+   */
+  lookupRemote(mac: string): NativeRemote | null;
+  /** Inspection, as lookupRemote: the remote endpoint that ARP for `ipv4` is answered with; null when none. */
+  lookupRemoteByIpv4(ipv4: string): NativeRemote | null;
+  /**
+   * Inspection, as lookupRemote: every entry of the published remote table's two indexes, in
+   * no particular order (by IPv4: one endpoint per address). Costs the whole table.
+   */
+  remoteEntries(): { byMac: NativeRemote[]; byIpv4: NativeRemote[] };
   /**
    * Whether a frame from a port on `fromVni` may be delivered to a port on `toVni`: the same
    * VNI, or either is global (setGlobalVnis). Runs the packet path's own rule

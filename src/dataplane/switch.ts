@@ -304,6 +304,30 @@ export class Switch {
     );
   }
 
+  /**
+   * Inspection, for tests and diagnostics (not a control call; the packet path never sees it):
+   * the remote endpoint the switch's published table holds for `mac`, found by the packet
+   * threads' own lookup, or null.
+   */
+  lookupRemote(mac: string): RemoteEndpoint | null {
+    checkUnicastMac(mac);
+    return this.n.lookupRemote(mac.toLowerCase());
+  }
+
+  /** Inspection, as lookupRemote: the remote endpoint ARP for `ipv4` is answered with, or null. */
+  lookupRemoteByIpv4(ipv4: string): RemoteEndpoint | null {
+    checkIPv4(ipv4, "ipv4");
+    return this.n.lookupRemoteByIpv4(ipv4);
+  }
+
+  /**
+   * Inspection, as lookupRemote: every entry of the published remote table, by MAC and by IPv4
+   * address (one endpoint per address), in no particular order. Costs the whole table.
+   */
+  remoteEntries(): { byMac: RemoteEndpoint[]; byIpv4: RemoteEndpoint[] } {
+    return this.n.remoteEntries();
+  }
+
   counters(): NativeCounters {
     return this.n.counters();
   }
