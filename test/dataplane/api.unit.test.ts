@@ -1,12 +1,14 @@
 /**
  * The Switch's TypeScript surface: argument validation before native code against the addon's
  * own limits (switchLimits()), the raw addon asserting the same limits (an Error, never a
- * crash), the reach rule as the switch answers it (reaches()), refusals the native side makes
- * (duplicate MAC or IPv4, unknown port ids, a closed switch), bulk remote updates, and persistent
- * ports that outlive their switch and are re-attached by the next one.
+ * crash), the reach rule as the switch answers it (reaches()), the remote table against a model
+ * through many mixed updates (read back with the switch's own lookups), refusals the native side
+ * makes (duplicate MAC or IPv4, unknown port ids, a closed switch), bulk remote updates, and
+ * persistent ports that outlive their switch and are re-attached by the next one.
  *
- * The limits and reach tests need no root: their switch binds to 127.0.0.1 on a free port and
- * gets no device. The rest builds network namespaces and TAP devices, and skips without root.
+ * The limits, reach and remote-table tests need no root: their switch binds to 127.0.0.1 on a
+ * free port and gets no device. The rest builds network namespaces and TAP devices, and skips
+ * without root.
  */
 import { createSocket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -234,6 +236,213 @@ describe("the reach rule, as the switch answers it", () => {
     sw.setGlobalVnis([0xffffff]);
     expect(sw.reaches(RED, 0xffffff)).toBe(true);
     expect(sw.reaches(0, RED)).toBe(false);
+  });
+});
+
+/** A seeded PRNG (mulberry32), so a failing sequence of updates can be replayed. */
+function prng(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n: number) => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+/**
+ * What the switch's remote table should hold, kept the simple way: every remote by MAC with the
+ * order it was written in. By IPv4 address: of the remotes with that address (0.0.0.0 is not an
+ * address the table keeps), the one written last.
+ */
+class RemoteModel {
+  private readonly written = new Map<string, { r: RemoteEndpoint; order: number }>();
+  private order = 0;
+
+  update(add: RemoteEndpoint[], remove: string[]): void {
+    for (const mac of remove) this.written.delete(mac);
+    for (const r of add) this.written.set(r.mac, { r, order: ++this.order });
+  }
+
+  replace(all: RemoteEndpoint[]): void {
+    this.written.clear();
+    this.update(all, []);
+  }
+
+  byMac(mac: string): RemoteEndpoint | null {
+    return this.written.get(mac)?.r ?? null;
+  }
+
+  byIpv4(): Map<string, RemoteEndpoint> {
+    const last = new Map<string, { r: RemoteEndpoint; order: number }>();
+    for (const w of this.written.values()) {
+      if (w.r.ipv4 === "0.0.0.0") continue;
+      const seen = last.get(w.r.ipv4);
+      if (!seen || seen.order < w.order) last.set(w.r.ipv4, w);
+    }
+    return new Map([...last].map(([ip, w]) => [ip, w.r]));
+  }
+
+  all(): RemoteEndpoint[] {
+    return [...this.written.values()].map((w) => w.r);
+  }
+}
+
+const byKey = (a: RemoteEndpoint, b: RemoteEndpoint): number =>
+  a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : a.ipv4 < b.ipv4 ? -1 : a.ipv4 > b.ipv4 ? 1 : 0;
+
+/** The switch's whole remote table, both indexes, equals the model's. */
+function expectTableIs(sw: Switch, model: RemoteModel, what: string): void {
+  const got = sw.remoteEntries();
+  expect(got.byMac.sort(byKey), `${what}: by MAC`).toEqual(model.all().sort(byKey));
+  expect(got.byIpv4.sort(byKey), `${what}: by IPv4`).toEqual([...model.byIpv4().values()].sort(byKey));
+}
+
+describe("the remote table against a model, on a switch bound to 127.0.0.1", () => {
+  let sw: Switch;
+
+  beforeAll(async () => {
+    sw = new Switch({ underlayIp: "127.0.0.1", port: await freeUdpPort(), workers: 2 });
+  });
+  afterAll(() => sw.close());
+
+  const hex = (x: number): string => x.toString(16).padStart(2, "0");
+  const macOf = (i: number): string =>
+    `0a:58:0b:${hex((i >> 16) & 0xff)}:${hex((i >> 8) & 0xff)}:${hex(i & 0xff)}`;
+  const ipOf = (i: number): string => `10.${(i >> 16) & 0xff}.${(i >> 8) & 0xff}.${i & 0xff}`;
+
+  it("answers lookups as the model does through 600 mixed updateRemotes and replaceRemotes calls", () => {
+    const MACS = 1500; // addresses are drawn from fewer than MACs, so they are often claimed twice
+    const IPS = 1200;
+    const VTEPS = ["10.252.0.2", "10.252.0.3", "10.252.0.4", "10.252.1.9", "192.168.7.1"];
+    const VNIS = [RED, BLUE, GLOBAL, 0, 0xffffff];
+    const rand = prng(0x5eed);
+    const model = new RemoteModel();
+    const pick = <T>(xs: T[]): T => xs[rand(xs.length)]!;
+    const fresh = (mac: string): RemoteEndpoint => ({
+      vni: pick(VNIS),
+      mac,
+      ipv4: rand(100) === 0 ? "0.0.0.0" : ipOf(1 + rand(IPS)),
+      vtep: pick(VTEPS),
+    });
+    const known = (): RemoteEndpoint | undefined => {
+      const all = model.all();
+      return all.length ? pick(all) : undefined;
+    };
+    /** An entry of an updateRemotes: a new MAC, a move to another VTEP or VNI, or a re-add with another address. */
+    const change = (): RemoteEndpoint => {
+      const r = known();
+      const kind = rand(5);
+      if (!r || kind === 0) return fresh(macOf(rand(MACS)));
+      if (kind === 1) return { ...r, vtep: pick(VTEPS) };
+      if (kind === 2) return { ...r, vni: pick(VNIS) };
+      if (kind === 3) return { ...r, ipv4: ipOf(1 + rand(IPS)) };
+      return { ...r }; // written again as it is: it becomes its address's latest claim
+    };
+
+    let replaces = 0;
+    for (let step = 0; step < 600; step++) {
+      const touched: RemoteEndpoint[] = [];
+      const removedMacs: string[] = [];
+      if (rand(40) === 0) {
+        // Duplicate MACs and addresses inside one call: the later one wins.
+        const all = Array.from({ length: rand(MACS) }, () => fresh(macOf(rand(MACS))));
+        const before = model.all();
+        sw.replaceRemotes(all);
+        model.replace(all);
+        touched.push(...all, ...before);
+        replaces++;
+      } else {
+        const add = Array.from({ length: rand(20) === 0 ? 200 : rand(7) }, change);
+        const remove = Array.from({ length: rand(4) }, () =>
+          rand(3) === 0 ? macOf(rand(MACS)) : (known()?.mac ?? macOf(rand(MACS))),
+        );
+        const gone = remove.map((m) => model.byMac(m)).filter((r): r is RemoteEndpoint => r !== null);
+        sw.updateRemotes(add, remove);
+        model.update(add, remove);
+        touched.push(...add, ...gone);
+        removedMacs.push(...remove);
+      }
+      // Through the packet threads' own lookups: every MAC and address the call touched.
+      const owners = model.byIpv4();
+      for (const mac of new Set([...touched.map((r) => r.mac), ...removedMacs, macOf(rand(MACS))])) {
+        expect(sw.lookupRemote(mac), `step ${step}: MAC ${mac}`).toEqual(model.byMac(mac));
+      }
+      for (const ip of new Set([...touched.map((r) => r.ipv4), ipOf(1 + rand(IPS))])) {
+        expect(sw.lookupRemoteByIpv4(ip), `step ${step}: IPv4 ${ip}`).toEqual(owners.get(ip) ?? null);
+      }
+      if (step % 25 === 24) expectTableIs(sw, model, `step ${step}`);
+    }
+    expect(replaces).toBeGreaterThan(5);
+    expectTableIs(sw, model, "at the end");
+    for (const r of model.all()) expect(sw.lookupRemote(r.mac)).toEqual(r);
+    for (const [ip, r] of model.byIpv4()) expect(sw.lookupRemoteByIpv4(ip)).toEqual(r);
+
+    sw.replaceRemotes([]);
+    model.replace([]);
+    expectTableIs(sw, model, "after replaceRemotes([])");
+  });
+
+  it("an address claimed twice: the remote written last answers, and the other once it goes", () => {
+    const a = { vni: RED, mac: macOf(1), ipv4: ipOf(7), vtep: "10.252.0.2" };
+    const b = { vni: BLUE, mac: macOf(2), ipv4: ipOf(7), vtep: "10.252.0.3" };
+    sw.replaceRemotes([a, b]);
+    expect(sw.lookupRemoteByIpv4(ipOf(7))).toEqual(b);
+    sw.updateRemotes([a]); // written again: now the latest
+    expect(sw.lookupRemoteByIpv4(ipOf(7))).toEqual(a);
+    sw.updateRemotes([{ ...a, ipv4: ipOf(8) }]); // moves away: b is left
+    expect(sw.lookupRemoteByIpv4(ipOf(7))).toEqual(b);
+    expect(sw.lookupRemoteByIpv4(ipOf(8))).toEqual({ ...a, ipv4: ipOf(8) });
+    sw.updateRemotes([], [b.mac]);
+    expect(sw.lookupRemoteByIpv4(ipOf(7))).toBeNull();
+    // Removals apply before additions in one call: removing and re-adding a MAC keeps it.
+    sw.updateRemotes([b], [b.mac]);
+    expect(sw.lookupRemote(b.mac)).toEqual(b);
+    sw.replaceRemotes([]);
+    expect(sw.remoteEntries()).toEqual({ byMac: [], byIpv4: [] });
+  });
+
+  it("at 64,000 entries, an update changes its own entries and leaves every other one as it was", () => {
+    const model = new RemoteModel();
+    const all = Array.from({ length: 64_000 }, (_, i) => ({
+      vni: 100 + (i % 4),
+      mac: macOf(0x10000 + i),
+      ipv4: ipOf(0x20000 + i),
+      vtep: `10.0.${(i % 250) + 1}.1`,
+    }));
+    sw.replaceRemotes(all);
+    model.replace(all);
+    expectTableIs(sw, model, "after replaceRemotes(64,000)");
+    const rand = prng(64);
+    for (let step = 0; step < 50; step++) {
+      const r = all[rand(all.length)]!;
+      const add = [
+        { ...r, vtep: "10.252.0.9", vni: r.vni ^ 1 },
+        { ...all[rand(all.length)]!, ipv4: ipOf(7) },
+      ];
+      const remove = [all[rand(all.length)]!.mac];
+      sw.updateRemotes(add, remove);
+      model.update(add, remove);
+      for (const x of [...add, ...remove.map((mac) => ({ mac }))]) {
+        expect(sw.lookupRemote(x.mac), `step ${step}`).toEqual(model.byMac(x.mac));
+      }
+    }
+    expectTableIs(sw, model, "after 50 updates");
+    sw.replaceRemotes([]);
+  });
+
+  it("inspection refuses what is not a unicast MAC or an IPv4 address", () => {
+    expect(() => sw.lookupRemote("01:00:5e:00:00:01")).toThrow(TypeError);
+    expect(() => sw.lookupRemote("nope")).toThrow(TypeError);
+    expect(() => sw.lookupRemoteByIpv4("10.0.0")).toThrow(TypeError);
+  });
+
+  it("inspection of a closed switch throws", async () => {
+    const closed = new Switch({ underlayIp: "127.0.0.1", port: await freeUdpPort(), workers: 1 });
+    closed.close();
+    expect(() => closed.lookupRemote(macOf(1))).toThrow(/closed/);
+    expect(() => closed.remoteEntries()).toThrow(/closed/);
   });
 });
 
@@ -488,6 +697,30 @@ describe.skipIf(!isRoot)("Switch API", () => {
         probe.send(arpRequestFrame(me.mac, "0.0.0.0", remotes[0]!.ipv4));
         const stale = probe.receive(300);
         expect(stale ? parseArp(parseEthernet(stale.data).payload) : undefined).toBeUndefined();
+      } finally {
+        probe.close();
+        sw.close();
+      }
+    });
+    it("answers ARP for an address two remotes claim with the one written last, then with the other", async () => {
+      const path = await podNamespace("pd");
+      const sw = newSwitch();
+      const me = { mac: "0a:58:0a:03:01:02", ip: "10.3.1.2" };
+      sw.addPort({ name: "eth0", netns: path, vni: RED, mac: me.mac, ipv4: me.ip });
+      const first: RemoteEndpoint = { vni: RED, mac: "0a:58:0a:04:01:01", ipv4: "10.4.1.9", vtep: VTEP };
+      const second: RemoteEndpoint = { ...first, mac: "0a:58:0a:04:01:02" };
+      const probe = Probe.frames(path, "eth0");
+      const arpOwner = (): string | undefined => {
+        probe.send(arpRequestFrame(me.mac, me.ip, first.ipv4));
+        const got = probe.receiveMatching((x) => x.data.readUInt16BE(12) === ETHERTYPE_ARP, 2000);
+        return got ? parseArp(parseEthernet(got.data).payload).sha : undefined;
+      };
+      try {
+        sw.updateRemotes([first]);
+        sw.updateRemotes([second]);
+        expect(arpOwner()).toBe(second.mac);
+        sw.updateRemotes([], [second.mac]);
+        expect(arpOwner()).toBe(first.mac);
       } finally {
         probe.close();
         sw.close();
