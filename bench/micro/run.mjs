@@ -6,10 +6,10 @@
  *      --rounds N, --time S, --quick, --only lookup,encap,segment,coalesce, --json (which
  *      leaves out step 2, so stdout is one JSON document).
  *   2. bench/micro/remotes.mjs: programming remote endpoints into the switch (needs dist/ and
- *      the main addon; skipped with a note when dist/ is missing). --count N is passed to it;
- *      --no-remotes leaves it out.
+ *      the main addon; skipped with a note when dist/ is missing). --count N and --large N
+ *      (the two table sizes) are passed to it; --no-remotes leaves it out.
  *
- * usage: node bench/micro/run.mjs [datapath options] [--count N] [--no-remotes]
+ * usage: node bench/micro/run.mjs [datapath options] [--count N] [--large N] [--no-remotes]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -25,7 +25,7 @@ const remotesArgs = [];
 let remotes = true;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
-  if (a === "--count") remotesArgs.push(a, args[++i] ?? "");
+  if (a === "--count" || a === "--large") remotesArgs.push(a, args[++i] ?? "");
   else if (a === "--no-remotes") remotes = false;
   else datapathArgs.push(a);
   if (a === "--json") remotes = false;
