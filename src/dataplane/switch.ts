@@ -19,6 +19,7 @@ export type {
   NativeLimits as SwitchLimits,
   NativeRange as SwitchLimit,
 } from "./native.js";
+import { IFNAME_RE, MAC_RE } from "./names.js";
 
 /** The VXLAN port assigned by IANA (RFC 7348 section 5). */
 export const VXLAN_PORT = 4789;
@@ -115,10 +116,6 @@ export interface Peer {
   /** See NativePeer.checksummed; default true (peers are switches like this one). */
   checksummed?: boolean;
 }
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-/** A rule of this file on top of the length limit: characters every tool takes unquoted. */
-const IFNAME_RE = /^[A-Za-z0-9_.-]*$/;
 
 function checkVni(vni: unknown, what = "vni"): void {
   checkLimit(vni, what, "vni");
