@@ -124,11 +124,14 @@ const podOf = (x: { namespace: string; pod: string }): string => `${x.namespace}
 
 async function read(store: Store, network: string): Promise<Snapshot> {
   await getNetwork(store, network);
-  const endpoints = await listEndpoints(store, network);
-  const addresses = await listAddresses(store, network);
-  const blocks = await listBlocks(store, network);
-  const nodes = await listNodes(store);
-  const namespaces = await readNamespaceRecords(store, network);
+  // Read side by side: the store serves them at once, and the revisions below say what was seen.
+  const [endpoints, addresses, blocks, nodes, namespaces] = await Promise.all([
+    listEndpoints(store, network),
+    listAddresses(store, network),
+    listBlocks(store, network),
+    listNodes(store),
+    readNamespaceRecords(store, network),
+  ]);
   const registered = new Set(nodes.entries.map((e) => e.value.name));
   const issues: CheckIssue[] = [];
 

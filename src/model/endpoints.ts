@@ -6,7 +6,14 @@
 import type { Compare, Op, Store } from "../store/store.js";
 import { invalid, precondition } from "./errors.js";
 import { allocateAddress, type Allocation } from "./ipam.js";
-import { ENDPOINTS, addressKey, endpointKey, endpointsPrefix, namespaceKey } from "./keys.js";
+import {
+  ENDPOINTS,
+  addressKey,
+  endpointKey,
+  endpointsPrefix,
+  namespaceEndpointsPrefix,
+  namespaceKey,
+} from "./keys.js";
 import { checkNamespaceName, checkNodeName, checkPodName } from "./names.js";
 import { computeVnis, ensureNamespace } from "./namespaces.js";
 import { getDefaultNetwork, getNetwork } from "./network.js";
@@ -188,7 +195,12 @@ export async function listEndpoints(
   network: string,
   filter: EndpointFilter = {},
 ): Promise<Listing<EndpointRecord>> {
-  const listing = await listParsed(store, endpointsPrefix(network), parseEndpoint);
+  // One namespace's endpoints sit under a prefix of their own: read only those.
+  const prefix =
+    filter.namespace === undefined
+      ? endpointsPrefix(network)
+      : namespaceEndpointsPrefix(network, filter.namespace);
+  const listing = await listParsed(store, prefix, parseEndpoint);
   return {
     ...listing,
     entries: listing.entries.filter(
