@@ -1,7 +1,8 @@
 // The Node binding: one JS class wrapping one native Switch. Arguments arrive validated by
 // src/dataplane/switch.ts against limits(); the readers of args.h assert them again, so a broken
 // promise is a thrown TypeError or RangeError, never a crash. Errors from the switch itself carry
-// code "ERR_OVERLAY_SWITCH".
+// code "ERR_OVERLAY_SWITCH". Past 400 lines on purpose: it is the whole boundary, one method per
+// Switch/Probe call, each a few lines of reading arguments and building results.
 #include <arpa/inet.h>
 #include <napi.h>
 

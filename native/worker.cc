@@ -1,3 +1,7 @@
+// The packet thread, top to bottom: FromPort (a pod's frame: anti-spoofing, ARP, rate limit,
+// local delivery or encapsulation) and FromUnderlay (a peer's datagram: peer check, decapsulation,
+// VNI policy, delivery). Past 400 lines on purpose: both directions share the thread's batch
+// state and its quiescent points, and the packet path reads best in one file.
 #include "worker.h"
 
 #include <netinet/udp.h>

@@ -2,6 +2,7 @@
 // data path and exposes it twice, through the switch's real code (native/*.cc, linked as is) and
 // through its obvious simple version (simple.cc), plus a verify() that runs both on the same
 // input and returns what each produced, so the driver and the smoke test can compare bytes.
+// Past 400 lines on purpose: four small benchmark classes that share one binding and its setup.
 //
 //   LookupBench    FlatMap of a real RemoteTable vs std::unordered_map<std::string> / std::map
 //   EncapBench     Encapsulator::Encap + Flush vs SimpleEncap (fresh buffer, sendto per frame)
