@@ -112,6 +112,39 @@ describe("the socket key", () => {
     expect(agent.requests).toHaveLength(1);
   });
 
+  it("is found among decoys: nested keys, keys and strings that look like it, any key order", async () => {
+    // Random configurations, the same each run; the agent is reached only if the plugin read
+    // the right key, and the agent's JSON.parse sees the same configuration.
+    let seed = 7;
+    const rand = (): number => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const decoys: unknown[] = [
+      { socket: "/nonexistent/a.sock" },
+      ["socket", { socket: 1 }, [[{ socket: "/x" }]]],
+      'quote " brace } bracket ] socket',
+      "\\",
+      { "socket\u0000": "/y", sock: "/z", "": { socket: null } },
+      12.5e3,
+      null,
+      true,
+    ];
+    for (let i = 0; i < 40; i++) {
+      const entries: [string, unknown][] = [
+        ["cniVersion", "1.1.0"],
+        ["name", "overlay"],
+        ["type", "overlay-cni"],
+        ["socket", agent.socket],
+      ];
+      for (let k = 0; k < 4; k++) entries.push([`k${k}`, decoys[Math.floor(rand() * decoys.length)]]);
+      entries.sort(() => rand() - 0.5);
+      const text = JSON.stringify(Object.fromEntries(entries), null, rand() < 0.5 ? 2 : undefined);
+      ok(await plugin(env("DEL"), text));
+    }
+    expect(agent.requests).toHaveLength(40);
+  });
+
   it("must be an absolute path of at most 107 bytes, a string (code 7, from the plugin)", async () => {
     for (const socket of ["agent.sock", `/${"x".repeat(107)}`, 42, ""]) {
       const e = errorOf(await plugin(env("ADD"), conf({ socket })));
