@@ -25,6 +25,7 @@
     {
       "target_name": "overlay-cni",
       "type": "executable",
+      "variables": { "overlay_cni_link%": "static" },
       "sources": [
         "native/plugin/main.cc",
         "native/plugin/protocol.cc",
@@ -38,7 +39,9 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-fno-exceptions", "-fno-rtti"],
       "ldflags!": ["-rdynamic"],
-      "ldflags": ["-static"]
+      "conditions": [
+        ["overlay_cni_link=='static'", { "ldflags": ["-static"] }]
+      ]
     }
   ]
 }
