@@ -189,7 +189,10 @@ export class AgentServer {
   }
 
   private reply(sock: Socket, reply: CniReply): void {
-    if (!sock.destroyed) sock.end(encodeReply(reply));
+    if (sock.destroyed) return;
+    sock.end(encodeReply(reply));
+    // The plugin closes once it has the reply; a client that does not is not kept for long.
+    setTimeout(() => sock.destroy(), this.requestTimeoutMs).unref();
   }
 
   async close(): Promise<void> {
