@@ -101,6 +101,7 @@ function rows() {
     ],
     ["RSS when programmed (MB)", (r) => (r.start?.ok ? fmt(r.start.rssMb) : "-"), ""],
     ["VmHWM, start and churn (MB)", (r) => fmt(r.memory?.hwmMb ?? r.start?.hwmMb, 0), `< ${TARGETS.hwmMb}`],
+    ["agent CPU idle, 10 s before the churn (% of one core)", (r) => fmt(r.idleCpuPercent, 1), ""],
     [
       "agent CPU during churn (% of one core)",
       (r) => churnOr(r, (c) => fmt(c.cpuPercent, 1)),

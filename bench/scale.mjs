@@ -72,6 +72,8 @@ const AGENT_NODE = nodeName(1);
 const QUOTA_BYTES = 8 * 1024 ** 3;
 /** How long after the churn the agent may still apply its last events. */
 const SETTLE_MS = 10_000;
+/** The agent's idle CPU is measured over this long before the churn. */
+const IDLE_MS = 10_000;
 const DCTL_TIMEOUT_MS = 120_000;
 /** The simulated node whose registration is deleted to measure the departed-node GC. */
 const DEPARTING_NODE = nodeName(2);
@@ -602,6 +604,13 @@ async function runPoint(o, point) {
       progress(
         `${label}: agent programmed ${before.digest.count} remotes in ${Math.round(agentUp.programmedMs)} ms`,
       );
+
+      // Idle: the agent host's CPU with nothing written (its timers: lease, safety-net
+      // reconcile, departed-node scan), the floor under the churn's figure.
+      await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
+      await sleep(IDLE_MS);
+      const idle = await host.ask({ cmd: "churn-end" }, ["churn-ended"], 30_000);
+      r.idleCpuPercent = ((idle.userMs + idle.systemMs) / idle.wallMs) * 100;
 
       // Churn: the agent host's CPU over the generator's writing window.
       const begun = await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
