@@ -11,7 +11,8 @@
         "native/underlay.cc",
         "native/coalesce.cc",
         "native/tables.cc",
-        "native/probe.cc"
+        "native/probe.cc",
+        "native/netlink.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -1,16 +1,20 @@
-// The Node binding: one JS class wrapping one native Switch. Arguments arrive validated by
-// src/dataplane/switch.ts against limits(); the readers of args.h assert them again, so a broken
-// promise is a thrown TypeError or RangeError, never a crash. Errors from the switch itself carry
-// code "ERR_OVERLAY_SWITCH". Past 400 lines on purpose: it is the whole boundary, one method per
-// Switch/Probe call, each a few lines of reading arguments and building results.
+// The Node binding: one JS class wrapping one native Switch, the test probe, and the pod plumbing
+// functions of netlink.h. Arguments arrive validated by src/dataplane/ (switch.ts, netlink.ts)
+// against limits(); the readers of args.h assert them again, so a broken promise is a thrown
+// TypeError or RangeError, never a crash. Errors from the switch itself carry code
+// "ERR_OVERLAY_SWITCH"; the plumbing functions return promises, rejected with code
+// "ERR_OVERLAY_NETLINK". Past 400 lines on purpose: it is the whole boundary, one method per
+// Switch/Probe/netlink call, each a few lines of reading arguments and building results.
 #include <arpa/inet.h>
 #include <napi.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "args.h"
+#include "netlink.h"
 #include "probe.h"
 #include "switch.h"
 #include "switch_limits.h"
@@ -413,6 +417,132 @@ class ProbeWrap : public Napi::ObjectWrap<ProbeWrap> {
   Probe probe_;
 };
 
+// Pod plumbing (netlink.h), off the JS thread: each call copies its arguments into plain C++
+// values on the JS thread, runs on libuv's pool (netlink.h opens its socket on a thread of its
+// own inside the pod's namespace, so no pool thread ever changes namespace) and settles a
+// promise. A failure rejects it with an Error of code "ERR_OVERLAY_NETLINK" saying what was being
+// done, where, and why; it is never thrown.
+constexpr const char* kNetlinkErrorCode = "ERR_OVERLAY_NETLINK";
+constexpr Range kNetnsPath{1, 4095};  // PATH_MAX less its NUL
+constexpr Range kPrefixLength{0, 32};
+constexpr Range kPodMtu{0, limits::kMtu.max};  // 0: leave the MTU as it is
+
+class NetlinkJob : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<std::string()>;             // on the pool: "" or an error
+  using Result = std::function<Napi::Value(Napi::Env)>;  // on the JS thread, after success
+
+  static Napi::Value Start(Napi::Env env, const char* name, Work work, Result result = nullptr) {
+    auto* job = new NetlinkJob(env, name, std::move(work), std::move(result));
+    Napi::Promise promise = job->deferred_.Promise();
+    job->Queue();  // deleted by node-addon-api once settled
+    return promise;
+  }
+
+ private:
+  NetlinkJob(Napi::Env env, const char* name, Work work, Result result)
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        result_(std::move(result)) {}
+
+  void Execute() override {
+    std::string err = work_();
+    if (!err.empty()) SetError(err);
+  }
+  void OnOK() override { deferred_.Resolve(result_ ? result_(Env()) : Env().Undefined()); }
+  void OnError(const Napi::Error& e) override {
+    Napi::Object o = e.Value();
+    o.Set("code", Napi::String::New(Env(), kNetlinkErrorCode));
+    deferred_.Reject(o);
+  }
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Result result_;
+};
+
+// netlink.configurePod({ netns, ifname, ipv4, prefixLength, gateway, mtu }): Promise<void>.
+Napi::Value NetlinkConfigurePod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o;
+  netlink::PodConfig c;
+  if (!ArgObject(info, 0, "pod interface", &o) || !GetString(o, "netns", &c.netns, &kNetnsPath) ||
+      !GetString(o, "ifname", &c.ifname, &limits::kNameLength) || !GetIpv4(o, "ipv4", &c.ip) ||
+      !GetNumber(o, "prefixLength", kPrefixLength, &c.prefix_length) ||
+      !GetIpv4(o, "gateway", &c.gateway) || !GetNumber(o, "mtu", kPodMtu, &c.mtu))
+    return env.Undefined();
+  return NetlinkJob::Start(env, "overlay:netlink.configurePod",
+                           [c] { return netlink::ConfigurePod(c); });
+}
+
+// The (netns, interface name) arguments every other netlink call starts with.
+bool NetnsAndName(const Napi::CallbackInfo& info, std::string* netns, std::string* name) {
+  Napi::Env env = info.Env();
+  return String(env, info[0], "netns", netns, &kNetnsPath) &&
+         String(env, info[1], "ifname", name, &limits::kNameLength);
+}
+
+// netlink.inspectLink(netns, ifname): Promise<NativeLinkState | null>.
+Napi::Value NetlinkInspectLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string netns, name;
+  if (!NetnsAndName(info, &netns, &name)) return env.Undefined();
+  auto state = std::make_shared<netlink::LinkState>();
+  return NetlinkJob::Start(
+      env, "overlay:netlink.inspectLink",
+      [netns, name, state] { return netlink::InspectLink(netns, name, state.get()); },
+      [state](Napi::Env env) -> Napi::Value {
+        if (!state->found) return env.Null();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("mac", MacString(state->mac));
+        o.Set("mtu", state->mtu);
+        o.Set("up", state->up);
+        Napi::Array a = Napi::Array::New(env, state->ipv4.size());
+        for (size_t i = 0; i < state->ipv4.size(); ++i) {
+          const netlink::Ipv4Prefix& p = state->ipv4[i];
+          a.Set(static_cast<uint32_t>(i), Ipv4String(p.ip) + "/" + std::to_string(p.length));
+        }
+        o.Set("ipv4", a);
+        return o;
+      });
+}
+
+// netlink.addLink(netns, name, "ifb"): Promise<void>.
+Napi::Value NetlinkAddLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string netns, name, kind;
+  if (!NetnsAndName(info, &netns, &name) || !ArgString(info, 2, "kind", &kind))
+    return env.Undefined();
+  if (kind != "ifb") {
+    ThrowType(env, "kind must be \"ifb\", got " + kind);
+    return env.Undefined();
+  }
+  return NetlinkJob::Start(env, "overlay:netlink.addLink",
+                           [netns, name, kind] { return netlink::AddLink(netns, name, kind); });
+}
+
+// netlink.deleteLink(netns, name): Promise<boolean>, whether there was one.
+Napi::Value NetlinkDeleteLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string netns, name;
+  if (!NetnsAndName(info, &netns, &name)) return env.Undefined();
+  auto existed = std::make_shared<bool>(false);
+  return NetlinkJob::Start(
+      env, "overlay:netlink.deleteLink",
+      [netns, name, existed] { return netlink::DeleteLink(netns, name, existed.get()); },
+      [existed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *existed); });
+}
+
+Napi::Object NetlinkObject(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("configurePod", Napi::Function::New(env, NetlinkConfigurePod, "configurePod"));
+  o.Set("inspectLink", Napi::Function::New(env, NetlinkInspectLink, "inspectLink"));
+  o.Set("addLink", Napi::Function::New(env, NetlinkAddLink, "addLink"));
+  o.Set("deleteLink", Napi::Function::New(env, NetlinkDeleteLink, "deleteLink"));
+  return o;
+}
+
 Napi::Value Limits(const Napi::CallbackInfo& info) {
   return LimitsObject(info.Env());
 }
@@ -431,6 +561,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Probe", overlay::ProbeWrap::Define(env));
   exports.Set("dropReasons", Napi::Function::New(env, overlay::DropReasons));
   exports.Set("limits", Napi::Function::New(env, overlay::Limits));
+  exports.Set("netlink", overlay::NetlinkObject(env));
   return exports;
 }
 

@@ -1,6 +1,6 @@
 /**
- * Reading `ip -j addr` (iproute2's JSON): the node's management network, and a pod's interface as
- * CNI CHECK inspects it. Parsed in one place.
+ * Reading `ip -j addr` (iproute2's JSON): the node's management network, at the agent's start.
+ * Parsed in one place. (A pod's interface, as CNI CHECK inspects it, is read over netlink.)
  */
 import { formatIpv4, parseIpv4 } from "../model/ipv4.js";
 

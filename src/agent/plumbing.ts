@@ -1,19 +1,23 @@
 /**
  * Addresses and routes inside a pod's network namespace, and on the node's gateway ports. The
- * switch creates the devices (with MAC, MTU and link up); this sets what `ip` sets. Namespaces
- * are entered by path (CNI_NETNS may be /proc/PID/ns/net, not a named namespace).
+ * switch creates the pod's device (with MAC, MTU and link up); the rest of a pod's side is set
+ * over rtnetlink by the addon (src/dataplane/netlink.ts): lo up, the address, the default route,
+ * and reading it back for CNI CHECK. A best-effort pod's ADD and DEL start no process. Processes
+ * remain where netlink would be a long detour: `tc` for a tiered pod's ingress shaper (its IFB
+ * device itself is netlink's), and on the node `ip addr` for gateway ports and `nft` for
+ * masquerade, both run when the node's networks change, not per pod. Namespaces are entered by
+ * path (CNI_NETNS may be /proc/PID/ns/net, not a named namespace).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { addIfb, configurePodInterface, deleteLink, inspectLink } from "../dataplane/netlink.js";
 import { run } from "../process/run.js";
-import { parseIpAddr } from "./interfaces.js";
 
 const TIMEOUT_MS = 5000;
 
-function inNetns(netns: string, args: string[]): Promise<unknown> {
-  return run("nsenter", [`--net=${netns}`, "ip", ...args], { timeoutMs: TIMEOUT_MS });
-}
+/** How the host plumbing starts a process (`run` of src/process/run.ts); tests count its calls. */
+export type Runner = typeof run;
 
 export interface PodAddress {
   netns: string;
@@ -23,11 +27,18 @@ export interface PodAddress {
   gateway: string;
 }
 
-/** Gives the pod's interface its address and a default route via its node's gateway. */
+/**
+ * Gives the pod's interface its address and a default route via its node's gateway, and brings
+ * lo up: one netlink socket in the pod's namespace, no process. Rerunning changes nothing.
+ */
 export async function configurePod(a: PodAddress): Promise<void> {
-  await inNetns(a.netns, ["link", "set", "lo", "up"]);
-  await inNetns(a.netns, ["addr", "replace", `${a.ip}/${a.prefixLength}`, "dev", a.ifname]);
-  await inNetns(a.netns, ["route", "replace", "default", "via", a.gateway, "dev", a.ifname]);
+  await configurePodInterface({
+    netns: a.netns,
+    ifname: a.ifname,
+    ipv4: a.ip,
+    prefixLength: a.prefixLength,
+    gateway: a.gateway,
+  });
 }
 
 /** What the pod's namespace holds for its interface, or undefined when the interface is missing. */
@@ -40,19 +51,9 @@ export interface PodInterface {
 }
 
 export async function inspectPod(netns: string, ifname: string): Promise<PodInterface | undefined> {
-  const r = await run("nsenter", [`--net=${netns}`, "ip", "-j", "addr", "show", "dev", ifname], {
-    timeoutMs: TIMEOUT_MS,
-    allowFailure: true,
-  });
-  if (r.code !== 0) return undefined;
-  const l = parseIpAddr(r.stdout)[0];
+  const l = await inspectLink(netns, ifname);
   if (l === undefined) return undefined;
-  return {
-    mac: l.mac,
-    mtu: l.mtu,
-    up: l.up,
-    addresses: l.inet.map((a) => `${a.ip}/${a.prefixLength}`),
-  };
+  return { mac: l.mac, mtu: l.mtu, up: l.up, addresses: l.ipv4 };
 }
 
 /** The IFB device that carries what a pod's interface receives through its tier's shaper. */
@@ -60,44 +61,39 @@ export function ingressDeviceName(ifname: string): string {
   return `ovin-${ifname}`.slice(0, 15);
 }
 
-/** `tc` in the pod's namespace; `command` is split on spaces (names here never hold one). */
-function tcInNetns(netns: string, command: string): Promise<unknown> {
-  return run("nsenter", [`--net=${netns}`, "tc", ...command.split(" ")], { timeoutMs: TIMEOUT_MS });
-}
-
 /**
  * Caps what a pod receives (the switch caps what it sends): frames arriving on its interface are
  * redirected to an IFB device in its namespace and leave that through a token bucket filter,
  * which queues (up to 20 ms) before it drops, so TCP settles at the rate instead of losing whole
- * coalesced super-frames to a policer. Rerunning replaces the settings.
+ * coalesced super-frames to a policer. Rerunning replaces the settings. The IFB device is made
+ * over netlink; the qdiscs and the filter by three `tc` processes (netlink's tc messages would be
+ * a large detour for one tier's shaper).
  */
-export async function shapePodIngress(netns: string, ifname: string, bitsPerSec: number): Promise<void> {
+export async function shapePodIngress(
+  runner: Runner,
+  netns: string,
+  ifname: string,
+  bitsPerSec: number,
+): Promise<void> {
+  const tc = (command: string) =>
+    runner("nsenter", [`--net=${netns}`, "tc", ...command.split(" ")], { timeoutMs: TIMEOUT_MS });
   const ifb = ingressDeviceName(ifname);
-  const exists = await run("nsenter", [`--net=${netns}`, "ip", "link", "show", "dev", ifb], {
-    timeoutMs: TIMEOUT_MS,
-    allowFailure: true,
-  });
-  if (exists.code !== 0) await inNetns(netns, ["link", "add", ifb, "type", "ifb"]);
-  await inNetns(netns, ["link", "set", ifb, "up"]);
+  await addIfb(netns, ifb);
   // Bucket depth: 5 ms at the rate, and never less than one 64 KB super-frame.
   const burst = Math.max(65536, Math.ceil(bitsPerSec / 8 / 200));
-  await tcInNetns(
-    netns,
-    `qdisc replace dev ${ifb} root tbf rate ${bitsPerSec}bit burst ${burst} latency 20ms`,
-  );
-  await tcInNetns(netns, `qdisc replace dev ${ifname} handle ffff: ingress`);
-  await tcInNetns(
-    netns,
+  await tc(`qdisc replace dev ${ifb} root tbf rate ${bitsPerSec}bit burst ${burst} latency 20ms`);
+  await tc(`qdisc replace dev ${ifname} handle ffff: ingress`);
+  await tc(
     `filter replace dev ${ifname} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
   );
 }
 
-/** Removes a pod interface's IFB device, if any (its ingress qdisc went with the interface). */
+/**
+ * Removes a pod interface's IFB device, if any (its ingress qdisc went with the interface). A
+ * failure is not the DEL's: the device goes with the namespace anyway.
+ */
 export async function removePodIngress(netns: string, ifname: string): Promise<void> {
-  await run("nsenter", [`--net=${netns}`, "ip", "link", "del", "dev", ingressDeviceName(ifname)], {
-    timeoutMs: TIMEOUT_MS,
-    allowFailure: true,
-  });
+  await deleteLink(netns, ingressDeviceName(ifname)).catch(() => false);
 }
 
 export function netnsExists(netns: string): boolean {
@@ -110,12 +106,13 @@ export function netnsExists(netns: string): boolean {
  * carry only their /32, to answer for their gateway address.
  */
 export async function configureGateway(
+  runner: Runner,
   ifname: string,
   ip: string,
   prefixLength: number,
   primary: boolean,
 ): Promise<void> {
-  await run("ip", ["addr", "replace", `${ip}/${primary ? prefixLength : 32}`, "dev", ifname], {
+  await runner("ip", ["addr", "replace", `${ip}/${primary ? prefixLength : 32}`, "dev", ifname], {
     timeoutMs: TIMEOUT_MS,
   });
 }
@@ -125,7 +122,7 @@ export async function configureGateway(
  * overlay subnet to anywhere else masqueraded behind the node's own address. One nftables table
  * of the agent's own ("overlay"), replaced atomically, so rerunning is harmless.
  */
-export async function configureMasquerade(subnet: string): Promise<void> {
+export async function configureMasquerade(runner: Runner, subnet: string): Promise<void> {
   writeFileSync("/proc/sys/net/ipv4/ip_forward", "1\n");
   const dir = mkdtempSync(join(tmpdir(), "overlay-nft-"));
   const file = join(dir, "rules.nft");
@@ -144,17 +141,17 @@ export async function configureMasquerade(subnet: string): Promise<void> {
     ].join("\n"),
   );
   try {
-    await run("nft", ["-f", file], { timeoutMs: TIMEOUT_MS });
+    await runner("nft", ["-f", file], { timeoutMs: TIMEOUT_MS });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /** Removes the agent's nftables table, when the node no longer serves an overlay; absent is fine. */
-export async function removeMasquerade(): Promise<void> {
+export async function removeMasquerade(runner: Runner): Promise<void> {
   // `add` first: it is a no-op on an existing table, and makes `delete` unable to fail for absence.
-  await run("nft", ["add", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
-  await run("nft", ["delete", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
+  await runner("nft", ["add", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
+  await runner("nft", ["delete", "table", "ip", "overlay"], { timeoutMs: TIMEOUT_MS });
 }
 
 /**
@@ -173,13 +170,22 @@ export interface Plumbing {
   removeMasquerade(): Promise<void>;
 }
 
-export const hostPlumbing: Plumbing = {
-  netnsExists,
-  configurePod,
-  inspectPod,
-  shapePodIngress,
-  removePodIngress,
-  configureGateway,
-  configureMasquerade,
-  removeMasquerade,
-};
+/**
+ * The real plumbing, starting what processes it starts through `runner` (tests pass one that
+ * counts, to prove a best-effort pod's ADD and DEL start none).
+ */
+export function createHostPlumbing(runner: Runner = run): Plumbing {
+  return {
+    netnsExists,
+    configurePod,
+    inspectPod,
+    shapePodIngress: (netns, ifname, bitsPerSec) => shapePodIngress(runner, netns, ifname, bitsPerSec),
+    removePodIngress,
+    configureGateway: (ifname, ip, prefixLength, primary) =>
+      configureGateway(runner, ifname, ip, prefixLength, primary),
+    configureMasquerade: (subnet) => configureMasquerade(runner, subnet),
+    removeMasquerade: () => removeMasquerade(runner),
+  };
+}
+
+export const hostPlumbing: Plumbing = createHostPlumbing();

@@ -1,7 +1,8 @@
 /**
  * Raw signatures of the C++ addon (build/Release/overlay_switch.node), declared once.
- * Nothing outside src/dataplane imports this file: use the typed `Switch` in ./switch.ts,
- * which validates every argument before it reaches native code.
+ * Nothing outside src/dataplane imports this file: use the typed `Switch` in ./switch.ts and
+ * the plumbing functions of ./netlink.ts, which validate every argument before it reaches native
+ * code.
  *
  * JS validates, C++ asserts: every number below is bounded by `NativeLimits` (the addon's
  * `limits()`), and the addon checks each argument again. A broken promise reaches JS as a
@@ -199,10 +200,61 @@ export declare class NativeProbe {
   close(): void;
 }
 
+/** A pod's interface as CNI ADD leaves it (netlink.configurePod). */
+export interface NativePodInterface {
+  /** Path of the pod's network namespace (e.g. /run/netns/x, /proc/PID/ns/net); 1-4095 bytes, never "". */
+  netns: string;
+  /** The interface, which must exist; UTF-8 length in limits().nameLength. */
+  ifname: string;
+  ipv4: string;
+  /** 0-32. */
+  prefixLength: number;
+  /** Next hop of the default route; must be on the interface's subnet (else ENETUNREACH). */
+  gateway: string;
+  /** 0 = leave the interface's MTU as it is; otherwise in limits().mtu (the addon takes 0-65535). */
+  mtu: number;
+}
+
+/** What netlink.inspectLink reads of an interface. */
+export interface NativeLinkState {
+  mac: string;
+  mtu: number;
+  /** IFF_UP: administratively up (`ip` lists "UP" among the flags). */
+  up: boolean;
+  /** IPv4 addresses as "a.b.c.d/len", in the kernel's order. */
+  ipv4: string[];
+}
+
+/**
+ * Plumbing inside a pod's network namespace over rtnetlink (native/netlink.h), starting no
+ * process. Each call runs off the JS thread (libuv's pool; the namespace is entered only by a
+ * short-lived thread that opens the call's socket) and returns a promise. Bad arguments throw at
+ * once (TypeError, RangeError, as the Switch's). A failure of the call itself rejects with an
+ * Error of code "ERR_OVERLAY_NETLINK" whose message names the namespace, the step and the reason,
+ * e.g. "network namespace /run/netns/p1: set the default route via 10.9.9.9 on eth0: Network is
+ * unreachable (ENETUNREACH): Nexthop has invalid gateway". Each kernel answer is awaited at most
+ * 5 s. Concurrent calls are fine.
+ */
+export interface NativeNetlink {
+  /**
+   * In `netns`: lo up; `ifname` up (and its MTU set, when `mtu` is not 0); `ipv4/prefixLength`
+   * replaced on it (`ip addr replace`); the default route replaced by one via `gateway` on it
+   * (`ip route replace default via`: main table, protocol boot). Idempotent.
+   */
+  configurePod(spec: NativePodInterface): Promise<void>;
+  /** The interface `ifname` in `netns`; null when there is none (a missing namespace rejects). */
+  inspectLink(netns: string, ifname: string): Promise<NativeLinkState | null>;
+  /** Creates an IFB device `name` in `netns` unless one of that name exists, and brings it up. */
+  addLink(netns: string, name: string, kind: "ifb"): Promise<void>;
+  /** Deletes the device `name` in `netns`; resolves whether there was one (absent is no error). */
+  deleteLink(netns: string, name: string): Promise<boolean>;
+}
+
 export interface NativeBinding {
   Switch: typeof NativeSwitch;
   Probe: typeof NativeProbe;
   dropReasons(): string[];
   /** The limits of native/switch_limits.h; a new object at each call. */
   limits(): NativeLimits;
+  netlink: NativeNetlink;
 }
