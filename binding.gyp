@@ -22,6 +22,27 @@
       "conditions": [
         ["OS!='linux'", { "sources!": ["native/tap.cc"] }]
       ]
+    },
+    {
+      "target_name": "overlay-cni",
+      "type": "executable",
+      "variables": { "overlay_cni_link%": "static" },
+      "sources": [
+        "native/plugin/main.cc",
+        "native/plugin/protocol.cc",
+        "native/plugin/netconf.cc",
+        "native/plugin/io.cc",
+        "native/plugin/agent_call.cc",
+        "native/plugin/unreachable.cc",
+        "native/plugin/output.cc"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-fno-exceptions", "-fno-rtti"],
+      "ldflags!": ["-rdynamic"],
+      "conditions": [
+        ["overlay_cni_link=='static'", { "ldflags": ["-static"] }]
+      ]
     }
   ]
 }

@@ -22,7 +22,8 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -shared-libasa
   -fno-omit-frame-pointer -g)
 # Node's headers: where npm's configuration says (as for npm run build), else node-gyp's cache.
 nodedir="${npm_config_nodedir:-$(cd "$root" && npm config get nodedir 2>/dev/null || true)}"
-gyp_args=("$action" --release -j 1)
+# The CNI plugin links statically by default, which the shared ASan runtime cannot.
+gyp_args=("$action" --release -j 1 --overlay-cni-link=dynamic)
 if [[ -n "$nodedir" && "$nodedir" != undefined && "$nodedir" != null ]]; then
   gyp_args+=(--nodedir="$nodedir")
 fi

@@ -4,7 +4,8 @@
  *   lease.ts      the node's registration, renewed under a lease
  *   view.ts       the cluster's records, listed then watched, held in cluster.ts's index
  *   reconcile.ts  the switch brought to what the records say (desired.ts: the rules), per change
- *   requests.ts   CNI ADD, DEL, CHECK, STATUS, GC, served on the socket (server.ts)
+ *   requests.ts   CNI ADD, DEL, CHECK, STATUS, GC; the plugin's calls reach them through the
+ *                 socket (server.ts) and the CNI layer (src/cni/plugin.ts)
  *   ports.ts      this node's pods as switch ports, and the lock that orders changes to them
  *   gateways.ts   the node's gateway ports and masquerade
  *   orphans.ts    pods whose namespace vanished without a DEL
@@ -28,6 +29,7 @@ import type { AgentRequest, AgentResponse } from "./protocol.js";
 import { Reconciler } from "./reconcile.js";
 import { CniRequests } from "./requests.js";
 import { AgentServer } from "./server.js";
+import { runPlugin } from "../cni/plugin.js";
 import type { RecordChange } from "./cluster.js";
 import { ClusterView } from "./view.js";
 
@@ -222,7 +224,9 @@ export class Agent {
       graceMs: 2 * 1000 * (o.leaseTtlSeconds ?? 10),
     });
     this.departed.start(() => this.view?.records);
-    this.server = new AgentServer(o.socketPath, (req) => this.handle(req));
+    this.server = new AgentServer(o.socketPath, (call) =>
+      runPlugin(call, { handle: (req) => this.handle(req) }),
+    );
     await this.server.listen();
     this.ready = true;
     // Pod namespaces vanish without store events: look at this node's pods now and then.

@@ -1,35 +1,38 @@
 /**
- * One plugin invocation: environment and stdin in, what to print and the exit code out. Kept
- * apart from `main.ts` so that tests can run every command in-process.
+ * One plugin invocation, in the agent: the runtime's raw call in (CNI_* variables and stdin as
+ * the `overlay-cni` shim forwarded them), what the plugin prints and its exit code out. Every
+ * check, the version negotiation, the pod's annotation, the result and the error JSON happen
+ * here; the typed request goes to the agent's handlers (requests.ts) in-process.
  */
 import { optionalPodRef, parseCommand, parseEnv, podRef, requireNetns, type Env } from "./args.js";
-import { callAgent } from "./client.js";
 import {
+  CURRENT_VERSION,
   decodeConfig,
   parseConfig,
   replyVersion,
   validAttachments,
+  type CniVersion,
   type JsonObject,
   type NetConf,
 } from "./config.js";
-import { asCniError, CniError } from "./errors.js";
+import { asCniError, CniError, INTERNAL_ERROR } from "./errors.js";
+import { envText, stdinText } from "./input.js";
 import { netnsExists } from "../agent/plumbing.js";
-import { CNI_ERR, type AgentError, type AgentRequest, type AgentResponse } from "../agent/protocol.js";
+import {
+  CNI_ERR,
+  type AgentError,
+  type AgentRequest,
+  type AgentResponse,
+  type CniCall,
+  type CniReply,
+} from "../agent/protocol.js";
 import { endpointRequest } from "./request.js";
-import { formatError, formatResult, prevResultMismatch, versionInfo } from "./result.js";
+import { exitCodeFor, formatError, formatResult, prevResultMismatch, versionInfo } from "./result.js";
 
-export interface Outcome {
-  /** Exactly what goes to stdout (empty for commands that print nothing on success). */
-  stdout: string;
-  exitCode: number;
-}
-
-/** Seams for tests; production uses the real agent client. */
+/** What the CNI layer needs of the agent: its request handlers. */
 export interface PluginDeps {
-  callAgent: (socket: string, request: AgentRequest, timeoutMs: number) => Promise<AgentResponse>;
+  handle: (request: AgentRequest) => Promise<AgentResponse>;
 }
-
-const DEFAULT_DEPS: PluginDeps = { callAgent };
 
 function fromAgent(error: AgentError): CniError {
   return new CniError(error.code, error.msg, error.details);
@@ -39,10 +42,6 @@ function required(value: string | undefined, name: string): string {
   // parseEnv has checked the command's variables; this only narrows the type.
   if (value === undefined) throw new CniError(CNI_ERR.invalidEnv, `${name} is not set`);
   return value;
-}
-
-async function ask(deps: PluginDeps, conf: NetConf, request: AgentRequest): Promise<AgentResponse> {
-  return deps.callAgent(conf.socket, request, conf.timeoutMs);
 }
 
 /** ADD and CHECK name the same things: the container, its namespace, the pod and its request. */
@@ -55,7 +54,7 @@ async function attach(
   const e = parseEnv(env);
   const netns = required(e.netns, "CNI_NETNS");
   requireNetns(netns);
-  const response = await ask(deps, conf, {
+  const response = await deps.handle({
     op,
     containerId: required(e.containerId, "CNI_CONTAINERID"),
     netns,
@@ -70,7 +69,7 @@ async function attach(
 async function add(deps: PluginDeps, env: Env, conf: NetConf): Promise<string> {
   const response = await attach(deps, env, conf, "ADD");
   if (!response.ok || response.result === undefined) {
-    throw new CniError(CNI_ERR.decodeError, `overlay agent at ${conf.socket} answered ADD without a result`);
+    throw new CniError(INTERNAL_ERROR, "internal error: the agent answered ADD without a result");
   }
   return JSON.stringify(formatResult(conf.cniVersion, response.result));
 }
@@ -88,10 +87,11 @@ async function check(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
 
 /**
  * DEL succeeds when there is nothing left to delete: no netns (or one already gone, which is
- * then not passed on) and an attachment the agent does not know. An unreachable agent is an
- * error, though: the address may still be held, and the runtime retries a failed DEL.
+ * then not passed on) and an attachment the agent does not know. (An agent the plugin cannot
+ * reach is an error, code 11, answered by the plugin: the address may still be held, and the
+ * runtime retries a failed DEL.)
  */
-async function del(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
+async function del(deps: PluginDeps, env: Env): Promise<void> {
   const e = parseEnv(env);
   const request: AgentRequest = {
     op: "DEL",
@@ -100,16 +100,16 @@ async function del(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
     ...optionalPodRef(e.args),
   };
   if (e.netns !== undefined && netnsExists(e.netns)) request.netns = e.netns;
-  const response = await ask(deps, conf, request);
+  const response = await deps.handle(request);
   if (!response.ok && response.error.code !== CNI_ERR.unknownContainer) throw fromAgent(response.error);
 }
 
 /** STATUS speaks only codes 50 and 51 to the runtime; anything else means "cannot serve ADD". */
-async function status(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
+async function status(deps: PluginDeps, env: Env): Promise<void> {
   parseEnv(env);
   let response: AgentResponse;
   try {
-    response = await ask(deps, conf, { op: "STATUS" });
+    response = await deps.handle({ op: "STATUS" });
   } catch (err) {
     const e = asCniError(err);
     throw new CniError(CNI_ERR.notAvailable, e.message, e.details);
@@ -123,7 +123,7 @@ async function status(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> 
 
 async function gc(deps: PluginDeps, env: Env, conf: NetConf): Promise<void> {
   parseEnv(env);
-  const response = await ask(deps, conf, { op: "GC", valid: validAttachments(conf.raw) });
+  const response = await deps.handle({ op: "GC", valid: validAttachments(conf.raw) });
   if (!response.ok) throw fromAgent(response.error);
 }
 
@@ -135,12 +135,26 @@ function tryDecode(stdin: string): JsonObject | undefined {
   }
 }
 
-export async function runPlugin(env: Env, stdin: string, deps: PluginDeps = DEFAULT_DEPS): Promise<Outcome> {
-  const version = replyVersion(tryDecode(stdin));
+/** The error JSON for `err`, in `version`, and its exit status (exitCodeFor). */
+export function errorReply(version: CniVersion, err: CniError): CniReply {
+  return { stdout: `${JSON.stringify(formatError(version, err))}\n`, exitCode: exitCodeFor(err.code) };
+}
+
+export async function runPlugin(call: CniCall, deps: PluginDeps): Promise<CniReply> {
+  let version: CniVersion = CURRENT_VERSION;
   try {
+    let stdin: string | CniError;
+    try {
+      stdin = stdinText(call.stdin);
+      version = replyVersion(tryDecode(stdin));
+    } catch (err) {
+      stdin = asCniError(err);
+    }
+    const env = envText(call.env);
     const command = parseCommand(env);
     // VERSION answers whatever stdin holds: runtimes call it to learn what to send.
     if (command === "VERSION") return { stdout: `${JSON.stringify(versionInfo())}\n`, exitCode: 0 };
+    if (stdin instanceof CniError) throw stdin;
     const conf = parseConfig(decodeConfig(stdin), command);
     switch (command) {
       case "ADD":
@@ -149,10 +163,10 @@ export async function runPlugin(env: Env, stdin: string, deps: PluginDeps = DEFA
         await check(deps, env, conf);
         break;
       case "DEL":
-        await del(deps, env, conf);
+        await del(deps, env);
         break;
       case "STATUS":
-        await status(deps, env, conf);
+        await status(deps, env);
         break;
       case "GC":
         await gc(deps, env, conf);
@@ -160,6 +174,6 @@ export async function runPlugin(env: Env, stdin: string, deps: PluginDeps = DEFA
     }
     return { stdout: "", exitCode: 0 };
   } catch (err) {
-    return { stdout: `${JSON.stringify(formatError(version, asCniError(err)))}\n`, exitCode: 1 };
+    return errorReply(version, asCniError(err));
   }
 }

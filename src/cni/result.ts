@@ -46,6 +46,14 @@ export function formatError(version: CniVersion, err: CniError): CniErrorOutput 
   return out;
 }
 
+/**
+ * The plugin's exit status for an error of CNI code `code`: the code itself where it fits (1 to
+ * 255), else 1. The plugin binary applies the same rule to the errors it answers by itself.
+ */
+export function exitCodeFor(code: number): number {
+  return Number.isInteger(code) && code >= 1 && code <= 255 ? code : 1;
+}
+
 export function versionInfo(): VersionOutput {
   return { cniVersion: CURRENT_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] };
 }

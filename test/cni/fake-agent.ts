@@ -1,26 +1,28 @@
 /**
- * A stand-in for overlayd's CNI socket: listens on a unix socket, records every request line,
- * and answers like the agent would (attachments kept in memory, DEL of an unknown attachment
- * answered with code 3). `behave` replaces the answer for the next requests: a scripted
- * response, silence (to test timeouts), a dropped connection, or bytes that are not the protocol.
+ * The agent's socket with everything real but the request handlers: the real AgentServer (the
+ * wire protocol) and the real CNI layer (src/cni/plugin.ts: configuration, annotations, results,
+ * errors) in front of in-memory handlers standing in for requests.ts (attachments kept in a map,
+ * DEL of an unknown attachment answered with code 3). `behave` replaces the handlers' answer for
+ * the next requests: a scripted response, or silence (to test timeouts).
+ *
+ * `rawServer` is for what the real server never does (close without answering, send bytes that
+ * are not the protocol).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runPlugin } from "../../src/cni/plugin.js";
 import {
   CNI_ERR,
   type AgentRequest,
   type AgentResponse,
   type AttachmentResult,
+  type CniCall,
 } from "../../src/agent/protocol.js";
+import { AgentServer } from "../../src/agent/server.js";
 
-export type Behaviour =
-  | { kind: "normal" }
-  | { kind: "respond"; response: AgentResponse }
-  | { kind: "hang" }
-  | { kind: "close" }
-  | { kind: "raw"; text: string };
+export type Behaviour = { kind: "normal" } | { kind: "respond"; response: AgentResponse } | { kind: "hang" };
 
 export function sampleResult(ifName: string, netns: string): AttachmentResult {
   return {
@@ -34,72 +36,57 @@ export function sampleResult(ifName: string, netns: string): AttachmentResult {
 export class FakeAgent {
   readonly dir: string;
   readonly socket: string;
-  /** Every request as parsed, in arrival order. */
+  /** Every call as it arrived on the socket: the plugin's CNI_* variables and stdin, raw. */
+  readonly calls: CniCall[] = [];
+  /** Every request the CNI layer made of the handlers, in arrival order. */
   readonly requests: AgentRequest[] = [];
-  /** Every request line exactly as received (without its newline). */
-  readonly lines: string[] = [];
   readonly attachments = new Map<string, AttachmentResult>();
   ready = true;
   behaviour: Behaviour = { kind: "normal" };
-  private server: Server | undefined;
-  private readonly open = new Set<Socket>();
+  private server: AgentServer | undefined;
 
-  constructor() {
+  constructor(options: { requestTimeoutMs?: number } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "cni-fake-agent-"));
     this.socket = join(this.dir, "agent.sock");
+    this.requestTimeoutMs = options.requestTimeoutMs;
   }
+
+  private readonly requestTimeoutMs: number | undefined;
 
   behave(b: Behaviour): void {
     this.behaviour = b;
   }
 
   async start(): Promise<void> {
-    const server = createServer((conn) => this.serve(conn));
+    const server = new AgentServer(
+      this.socket,
+      (call) => {
+        this.calls.push(call);
+        return runPlugin(call, { handle: (req) => this.handle(req) });
+      },
+      this.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: this.requestTimeoutMs },
+    );
+    await server.listen();
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.socket, () => resolve());
-    });
   }
 
   async stop(): Promise<void> {
-    for (const conn of this.open) conn.destroy();
-    const server = this.server;
+    await this.server?.close();
     this.server = undefined;
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private serve(conn: Socket): void {
-    this.open.add(conn);
-    conn.on("close", () => this.open.delete(conn));
-    conn.on("error", () => undefined);
-    let buf = "";
-    conn.on("data", (chunk: Buffer) => {
-      buf += chunk.toString("utf8");
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      this.lines.push(line);
-      const request = JSON.parse(line) as AgentRequest;
-      this.requests.push(request);
-      const b = this.behaviour;
-      switch (b.kind) {
-        case "hang":
-          return;
-        case "close":
-          conn.destroy();
-          return;
-        case "raw":
-          conn.end(b.text);
-          return;
-        case "respond":
-          conn.end(`${JSON.stringify(b.response)}\n`);
-          return;
-        case "normal":
-          conn.end(`${JSON.stringify(this.answer(request))}\n`);
-      }
-    });
+  private handle(request: AgentRequest): Promise<AgentResponse> {
+    this.requests.push(request);
+    const b = this.behaviour;
+    switch (b.kind) {
+      case "hang":
+        return new Promise(() => undefined);
+      case "respond":
+        return Promise.resolve(b.response);
+      case "normal":
+        return Promise.resolve(this.answer(request));
+    }
   }
 
   private answer(req: AgentRequest): AgentResponse {
@@ -130,4 +117,28 @@ export class FakeAgent {
       }
     }
   }
+}
+
+/** A unix socket whose every connection gets `onConnection` (after its first bytes arrive). */
+export async function rawServer(
+  path: string,
+  onFirstData: (conn: Socket, data: Buffer) => void,
+): Promise<{ close(): Promise<void> }> {
+  const open = new Set<Socket>();
+  const server: Server = createServer((conn) => {
+    open.add(conn);
+    conn.on("close", () => open.delete(conn));
+    conn.on("error", () => undefined);
+    conn.once("data", (d: Buffer) => onFirstData(conn, d));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    close: async () => {
+      for (const c of open) c.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -1,11 +1,13 @@
 /**
- * Every command through runPlugin, in-process, against the fake agent on a real unix socket.
+ * Every command through the plugin binary, against the agent's real socket server and CNI layer
+ * in front of fake request handlers (fake-agent.ts).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runPlugin, type Outcome } from "../../src/cni/plugin.js";
+import { outcome as plugin, type Outcome } from "./binary.js";
+import { versionInfo } from "../../src/cni/result.js";
 import { FakeAgent, sampleResult } from "./fake-agent.js";
 import { expectWithin } from "../helpers/timing.js";
 
@@ -53,10 +55,12 @@ interface ErrorOut {
   details?: string;
 }
 
+/** The error printed; the exit status is its code where that fits in one (1..255), else 1. */
 function errorOf(out: Outcome): ErrorOut {
-  expect(out.exitCode).not.toBe(0);
   expect(out.stdout.endsWith("\n")).toBe(true);
-  return JSON.parse(out.stdout) as ErrorOut;
+  const e = JSON.parse(out.stdout) as ErrorOut;
+  expect(out.exitCode).toBe(e.code >= 1 && e.code <= 255 ? e.code : 1);
+  return e;
 }
 
 function ok(out: Outcome): void {
@@ -70,7 +74,7 @@ const annotated = (value: string): Record<string, unknown> => ({
 describe("VERSION", () => {
   it("lists the supported versions whatever stdin holds", async () => {
     for (const stdin of ['{"cniVersion":"1.0.0"}', "", "not json"]) {
-      const out = await runPlugin({ CNI_COMMAND: "VERSION" }, stdin);
+      const out = await plugin({ CNI_COMMAND: "VERSION" }, stdin);
       expect(out.exitCode).toBe(0);
       expect(JSON.parse(out.stdout)).toEqual({
         cniVersion: "1.1.0",
@@ -81,12 +85,79 @@ describe("VERSION", () => {
   });
 });
 
+describe("VERSION", () => {
+  it("answers what the agent's CNI layer supports", async () => {
+    const out = await plugin({ CNI_COMMAND: "VERSION" }, "");
+    expect(JSON.parse(out.stdout)).toEqual(versionInfo());
+  });
+});
+
+describe("the socket key", () => {
+  it("is read from the top level only, a nested one (prevResult, args) not counting", async () => {
+    const nested = { socket: join(dir, "nested.sock") };
+    ok(await plugin(env("DEL"), conf({ prevResult: nested, args: { cni: nested }, x: [nested, "socket"] })));
+    expect(agent.requests).toHaveLength(1);
+  });
+
+  it("counts with its last value when given twice, as JSON.parse has it", async () => {
+    const text = conf().replace("{", `{"socket":${JSON.stringify(join(dir, "first.sock"))},`);
+    ok(await plugin(env("DEL"), text));
+    expect(agent.requests).toHaveLength(1);
+  });
+
+  it("is decoded: escapes and a leading byte order mark", async () => {
+    const escaped = JSON.stringify(agent.socket).replaceAll("/", "\\/").replace("a", "\\u0061");
+    const text = `\ufeff{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","socket":${escaped}}`;
+    ok(await plugin(env("DEL"), text));
+    expect(agent.requests).toHaveLength(1);
+  });
+
+  it("is found among decoys: nested keys, keys and strings that look like it, any key order", async () => {
+    // Random configurations, the same each run; the agent is reached only if the plugin read
+    // the right key, and the agent's JSON.parse sees the same configuration.
+    let seed = 7;
+    const rand = (): number => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const decoys: unknown[] = [
+      { socket: "/nonexistent/a.sock" },
+      ["socket", { socket: 1 }, [[{ socket: "/x" }]]],
+      'quote " brace } bracket ] socket',
+      "\\",
+      { "socket\u0000": "/y", sock: "/z", "": { socket: null } },
+      12.5e3,
+      null,
+      true,
+    ];
+    for (let i = 0; i < 40; i++) {
+      const entries: [string, unknown][] = [
+        ["cniVersion", "1.1.0"],
+        ["name", "overlay"],
+        ["type", "overlay-cni"],
+        ["socket", agent.socket],
+      ];
+      for (let k = 0; k < 4; k++) entries.push([`k${k}`, decoys[Math.floor(rand() * decoys.length)]]);
+      entries.sort(() => rand() - 0.5);
+      const text = JSON.stringify(Object.fromEntries(entries), null, rand() < 0.5 ? 2 : undefined);
+      ok(await plugin(env("DEL"), text));
+    }
+    expect(agent.requests).toHaveLength(40);
+  });
+
+  it("must be an absolute path of at most 107 bytes, a string (code 7, from the plugin)", async () => {
+    for (const socket of ["agent.sock", `/${"x".repeat(107)}`, 42, ""]) {
+      const e = errorOf(await plugin(env("ADD"), conf({ socket })));
+      expect(e.code, JSON.stringify(socket)).toBe(7);
+      expect(e.msg).toContain("socket");
+    }
+    expect(agent.calls).toEqual([]);
+  });
+});
+
 describe("ADD", () => {
   it("sends the pod's request and prints the result in the request's version", async () => {
-    const out = await runPlugin(
-      env("ADD"),
-      conf(annotated('{ "network": "red", "perfTier": "best-effort" }')),
-    );
+    const out = await plugin(env("ADD"), conf(annotated('{ "network": "red", "perfTier": "best-effort" }')));
     expect(out.exitCode).toBe(0);
     expect(JSON.parse(out.stdout)).toEqual({ cniVersion: "1.1.0", ...sampleResult("eth0", netns) });
     expect(agent.requests).toEqual([
@@ -104,20 +175,20 @@ describe("ADD", () => {
   });
 
   it("sends no network or tier when the pod has no annotation", async () => {
-    const out = await runPlugin(env("ADD"), conf());
+    const out = await plugin(env("ADD"), conf());
     expect(out.exitCode).toBe(0);
     expect(agent.requests[0]).not.toHaveProperty("network");
     expect(agent.requests[0]).not.toHaveProperty("perfTier");
   });
 
   it("answers 1.0.0 configurations in 1.0.0 and adds ips[].version for 0.4.0", async () => {
-    const v1 = JSON.parse((await runPlugin(env("ADD"), conf({ cniVersion: "1.0.0" }))).stdout) as {
+    const v1 = JSON.parse((await plugin(env("ADD"), conf({ cniVersion: "1.0.0" }))).stdout) as {
       cniVersion: string;
       ips: Record<string, unknown>[];
     };
     expect(v1.cniVersion).toBe("1.0.0");
     expect(v1.ips[0]).not.toHaveProperty("version");
-    const v04 = JSON.parse((await runPlugin(env("ADD"), conf({ cniVersion: "0.4.0" }))).stdout) as {
+    const v04 = JSON.parse((await plugin(env("ADD"), conf({ cniVersion: "0.4.0" }))).stdout) as {
       cniVersion: string;
       ips: Record<string, unknown>[];
     };
@@ -130,7 +201,7 @@ describe("ADD", () => {
       kind: "respond",
       response: { ok: false, error: { code: 100, msg: "address pool exhausted", details: "172.30.0.0/16" } },
     });
-    expect(errorOf(await runPlugin(env("ADD"), conf()))).toEqual({
+    expect(errorOf(await plugin(env("ADD"), conf()))).toEqual({
       cniVersion: "1.1.0",
       code: 100,
       msg: "address pool exhausted",
@@ -138,15 +209,15 @@ describe("ADD", () => {
     });
   });
 
-  it("refuses an agent answer without a result (code 6)", async () => {
+  it("refuses an agent answer without a result (an internal error, 999)", async () => {
     agent.behave({ kind: "respond", response: { ok: true } });
-    const e = errorOf(await runPlugin(env("ADD"), conf()));
-    expect(e.code).toBe(6);
+    const e = errorOf(await plugin(env("ADD"), conf()));
+    expect(e.code).toBe(999);
     expect(e.msg).toContain("without a result");
   });
 
   it("refuses a malformed annotation with code 7 before asking the agent", async () => {
-    const e = errorOf(await runPlugin(env("ADD"), conf(annotated("{red"))));
+    const e = errorOf(await plugin(env("ADD"), conf(annotated("{red"))));
     expect(e.code).toBe(7);
     expect(e.msg).toContain("diamanti.com/endpoint0");
     expect(agent.requests).toEqual([]);
@@ -154,7 +225,7 @@ describe("ADD", () => {
 
   it("refuses a netns that does not exist with code 4", async () => {
     const gone = join(dir, "gone");
-    const e = errorOf(await runPlugin(env("ADD", { CNI_NETNS: gone }), conf()));
+    const e = errorOf(await plugin(env("ADD", { CNI_NETNS: gone }), conf()));
     expect(e).toEqual({
       cniVersion: "1.1.0",
       code: 4,
@@ -165,71 +236,72 @@ describe("ADD", () => {
   });
 
   it("refuses missing pod identity with code 4", async () => {
-    const e = errorOf(await runPlugin(env("ADD", { CNI_ARGS: "K8S_POD_NAME=x" }), conf()));
+    const e = errorOf(await plugin(env("ADD", { CNI_ARGS: "K8S_POD_NAME=x" }), conf()));
     expect(e.code).toBe(4);
     expect(e.msg).toBe("CNI_ARGS lacks K8S_POD_NAMESPACE");
   });
 
   it.each(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])("refuses a missing %s with code 4", async (v) => {
-    const e = errorOf(await runPlugin(env("ADD", { [v]: undefined }), conf()));
+    const e = errorOf(await plugin(env("ADD", { [v]: undefined }), conf()));
     expect(e.code).toBe(4);
     expect(e.msg).toContain(v);
   });
 
-  it("reports an unreachable agent with code 104 and the socket path", async () => {
-    const e = errorOf(await runPlugin(env("ADD"), conf({ socket: join(dir, "none.sock") })));
-    expect(e.code).toBe(104);
+  it("reports an unreachable agent with code 11 (try again later) and the socket path", async () => {
+    const e = errorOf(await plugin(env("ADD"), conf({ socket: join(dir, "none.sock") })));
+    expect(e.code).toBe(11);
     expect(e.msg).toContain(join(dir, "none.sock"));
   });
 
   it("bounds the wait by timeoutMs", async () => {
     agent.behave({ kind: "hang" });
     const started = Date.now();
-    const e = errorOf(await runPlugin(env("ADD"), conf({ timeoutMs: 200 })));
+    const e = errorOf(await plugin(env("ADD"), conf({ timeoutMs: 200 })));
     expectWithin("a call to a hung agent, until the plugin gives up", Date.now() - started, 200);
-    expect(e.code).toBe(104);
+    expect(e.code).toBe(11);
     expect(e.msg).toContain("within 200 ms");
   });
 });
 
 describe("configuration errors", () => {
   it("reports bad JSON on stdin with code 6", async () => {
-    const e = errorOf(await runPlugin(env("ADD"), "{cniVersion"));
+    // The plugin finds the socket before the syntax error; the agent reports the error.
+    const e = errorOf(await plugin(env("ADD"), `{"socket":${JSON.stringify(agent.socket)},cniVersion`));
     expect(e.code).toBe(6);
     expect(e.cniVersion).toBe("1.1.0");
   });
 
   it("reports an unsupported version with code 1, answering in the plugin's version", async () => {
-    const e = errorOf(await runPlugin(env("ADD"), conf({ cniVersion: "0.3.1" })));
+    const e = errorOf(await plugin(env("ADD"), conf({ cniVersion: "0.3.1" })));
     expect(e).toMatchObject({ cniVersion: "1.1.0", code: 1 });
   });
 
   it("reports a foreign type with code 7 in the request's version", async () => {
-    const e = errorOf(await runPlugin(env("DEL"), conf({ cniVersion: "1.0.0", type: "bridge" })));
+    const e = errorOf(await plugin(env("DEL"), conf({ cniVersion: "1.0.0", type: "bridge" })));
     expect(e).toMatchObject({ cniVersion: "1.0.0", code: 7 });
   });
 
   it("reports a missing or unknown CNI_COMMAND with code 4", async () => {
-    expect(errorOf(await runPlugin({}, conf())).msg).toBe("CNI_COMMAND is not set");
-    expect(errorOf(await runPlugin({ CNI_COMMAND: "UPDATE" }, conf())).code).toBe(4);
+    expect(errorOf(await plugin({}, conf())).msg).toBe("CNI_COMMAND is not set");
+    expect(errorOf(await plugin({ CNI_COMMAND: "UPDATE" }, conf())).code).toBe(4);
   });
 });
 
 describe("CHECK", () => {
   it("succeeds silently for a known attachment", async () => {
-    await runPlugin(env("ADD"), conf(annotated('{"network":"red"}')));
-    ok(await runPlugin(env("CHECK"), conf(annotated('{"network":"red"}'))));
+    await plugin(env("ADD"), conf(annotated('{"network":"red"}')));
+    ok(await plugin(env("CHECK"), conf(annotated('{"network":"red"}'))));
     expect(agent.requests[1]).toMatchObject({ op: "CHECK", containerId: "pod1", netns, network: "red" });
   });
 
   it("reports the agent's error", async () => {
-    const e = errorOf(await runPlugin(env("CHECK"), conf()));
+    const e = errorOf(await plugin(env("CHECK"), conf()));
     expect(e.code).toBe(3);
     expect(e.msg).toBe("no attachment pod1");
   });
 
   it("needs the netns to exist", async () => {
-    expect(errorOf(await runPlugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(4);
+    expect(errorOf(await plugin(env("CHECK", { CNI_NETNS: join(dir, "x") }), conf())).code).toBe(4);
   });
 
   describe("compares the attachment with the runtime's prevResult", () => {
@@ -241,39 +313,39 @@ describe("CHECK", () => {
     const prev = () => JSON.parse(JSON.stringify(sampleResult("eth0", netns))) as Prev;
 
     it("passes when prevResult is what ADD printed, with other plugins' entries beside it", async () => {
-      await runPlugin(env("ADD"), conf());
+      await plugin(env("ADD"), conf());
       const p = prev();
       p.interfaces.unshift({ name: "cni0", mac: "02:00:00:00:00:01", mtu: 1500 });
       p.ips = p.ips.map((ip) => ({ ...ip, interface: 1 }));
-      ok(await runPlugin(env("CHECK"), conf({ prevResult: p })));
+      ok(await plugin(env("CHECK"), conf({ prevResult: p })));
     });
 
     it("fails with code 105 when prevResult has another MAC", async () => {
-      await runPlugin(env("ADD"), conf());
+      await plugin(env("ADD"), conf());
       const p = prev();
       p.interfaces[0]!.mac = "0a:58:ac:1e:08:99";
-      const e = errorOf(await runPlugin(env("CHECK"), conf({ prevResult: p })));
+      const e = errorOf(await plugin(env("CHECK"), conf({ prevResult: p })));
       expect(e).toMatchObject({ code: 105, msg: "attachment differs from prevResult" });
       expect(e.details).toContain("0a:58:ac:1e:08:99");
     });
 
     it("fails with code 105 when prevResult has another address or gateway", async () => {
-      await runPlugin(env("ADD"), conf());
+      await plugin(env("ADD"), conf());
       const other = prev();
       other.ips[0]!.address = "172.30.8.3/16";
-      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: other }))).details).toMatch(
+      expect(errorOf(await plugin(env("CHECK"), conf({ prevResult: other }))).details).toMatch(
         /has address 172\.30\.8\.2\/16, prevResult says 172\.30\.8\.3\/16/,
       );
       const gw = prev();
       gw.ips[0]!.gateway = "172.30.8.254";
-      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: gw }))).code).toBe(105);
+      expect(errorOf(await plugin(env("CHECK"), conf({ prevResult: gw }))).code).toBe(105);
     });
 
     it("fails with code 105 when prevResult does not list the interface", async () => {
-      await runPlugin(env("ADD"), conf());
+      await plugin(env("ADD"), conf());
       const p = prev();
       p.interfaces[0]!.name = "net1";
-      expect(errorOf(await runPlugin(env("CHECK"), conf({ prevResult: p }))).details).toBe(
+      expect(errorOf(await plugin(env("CHECK"), conf({ prevResult: p }))).details).toBe(
         "prevResult has no interface eth0",
       );
     });
@@ -282,36 +354,36 @@ describe("CHECK", () => {
 
 describe("DEL", () => {
   it("is idempotent: a second DEL of the same attachment succeeds", async () => {
-    await runPlugin(env("ADD"), conf());
-    ok(await runPlugin(env("DEL"), conf()));
-    ok(await runPlugin(env("DEL"), conf()));
+    await plugin(env("ADD"), conf());
+    ok(await plugin(env("DEL"), conf()));
+    ok(await plugin(env("DEL"), conf()));
     expect(agent.requests.map((r) => r.op)).toEqual(["ADD", "DEL", "DEL"]);
     expect(agent.attachments.size).toBe(0);
   });
 
   it("succeeds without CNI_NETNS and without pod identity", async () => {
-    ok(await runPlugin(env("DEL", { CNI_NETNS: undefined, CNI_ARGS: undefined }), conf()));
+    ok(await plugin(env("DEL", { CNI_NETNS: undefined, CNI_ARGS: undefined }), conf()));
     expect(agent.requests).toEqual([{ op: "DEL", containerId: "pod1", ifName: "eth0" }]);
   });
 
   it("leaves out a netns that no longer exists", async () => {
-    ok(await runPlugin(env("DEL", { CNI_NETNS: join(dir, "gone") }), conf()));
+    ok(await plugin(env("DEL", { CNI_NETNS: join(dir, "gone") }), conf()));
     expect(agent.requests[0]).not.toHaveProperty("netns");
     expect(agent.requests[0]).toMatchObject({ podNamespace: "coffee", podName: "nginx-1" });
   });
 
   it("passes a netns that exists", async () => {
-    ok(await runPlugin(env("DEL"), conf()));
+    ok(await plugin(env("DEL"), conf()));
     expect(agent.requests[0]).toMatchObject({ netns });
   });
 
   it("does not read the annotation (a malformed one cannot block teardown)", async () => {
-    ok(await runPlugin(env("DEL"), conf(annotated("{bad"))));
+    ok(await plugin(env("DEL"), conf(annotated("{bad"))));
   });
 
   it("fails when the agent is unreachable, so that the runtime retries", async () => {
-    const e = errorOf(await runPlugin(env("DEL"), conf({ socket: join(dir, "none.sock") })));
-    expect(e.code).toBe(104);
+    const e = errorOf(await plugin(env("DEL"), conf({ socket: join(dir, "none.sock") })));
+    expect(e.code).toBe(11);
   });
 
   it("fails on agent errors other than an unknown attachment", async () => {
@@ -319,7 +391,7 @@ describe("DEL", () => {
       kind: "respond",
       response: { ok: false, error: { code: 103, msg: "store unreachable" } },
     });
-    expect(errorOf(await runPlugin(env("DEL"), conf()))).toEqual({
+    expect(errorOf(await plugin(env("DEL"), conf()))).toEqual({
       cniVersion: "1.1.0",
       code: 103,
       msg: "store unreachable",
@@ -327,10 +399,8 @@ describe("DEL", () => {
   });
 
   it("still validates the container ID and interface name", async () => {
-    expect(errorOf(await runPlugin(env("DEL", { CNI_CONTAINERID: "../x" }), conf())).code).toBe(4);
-    expect(errorOf(await runPlugin(env("DEL", { CNI_IFNAME: undefined }), conf())).msg).toContain(
-      "CNI_IFNAME",
-    );
+    expect(errorOf(await plugin(env("DEL", { CNI_CONTAINERID: "../x" }), conf())).code).toBe(4);
+    expect(errorOf(await plugin(env("DEL", { CNI_IFNAME: undefined }), conf())).msg).toContain("CNI_IFNAME");
   });
 });
 
@@ -338,13 +408,13 @@ describe("STATUS", () => {
   const statusEnv = { CNI_COMMAND: "STATUS", CNI_PATH: "/opt/cni/bin" };
 
   it("succeeds silently when the agent is ready", async () => {
-    ok(await runPlugin(statusEnv, conf()));
+    ok(await plugin(statusEnv, conf()));
     expect(agent.requests).toEqual([{ op: "STATUS" }]);
   });
 
   it("reports code 50 when the agent is not ready", async () => {
     agent.ready = false;
-    expect(errorOf(await runPlugin(statusEnv, conf()))).toEqual({
+    expect(errorOf(await plugin(statusEnv, conf()))).toEqual({
       cniVersion: "1.1.0",
       code: 50,
       msg: "tables not programmed yet",
@@ -353,21 +423,21 @@ describe("STATUS", () => {
 
   it("reports code 50 when the agent is unreachable or silent", async () => {
     const none = join(dir, "none.sock");
-    const e = errorOf(await runPlugin(statusEnv, conf({ socket: none })));
+    const e = errorOf(await plugin(statusEnv, conf({ socket: none })));
     expect(e.code).toBe(50);
     expect(e.msg).toContain(none);
     agent.behave({ kind: "hang" });
-    expect(errorOf(await runPlugin(statusEnv, conf({ timeoutMs: 100 }))).code).toBe(50);
+    expect(errorOf(await plugin(statusEnv, conf({ timeoutMs: 100 }))).code).toBe(50);
   });
 
   it("keeps 51 and turns other agent codes into 50", async () => {
     agent.behave({ kind: "respond", response: { ok: false, error: { code: 51, msg: "limited" } } });
-    expect(errorOf(await runPlugin(statusEnv, conf())).code).toBe(51);
+    expect(errorOf(await plugin(statusEnv, conf())).code).toBe(51);
     agent.behave({
       kind: "respond",
       response: { ok: false, error: { code: 103, msg: "store unreachable" } },
     });
-    expect(errorOf(await runPlugin(statusEnv, conf()))).toEqual({
+    expect(errorOf(await plugin(statusEnv, conf()))).toEqual({
       cniVersion: "1.1.0",
       code: 50,
       msg: "store unreachable",
@@ -376,7 +446,7 @@ describe("STATUS", () => {
   });
 
   it("needs a 1.1.0 configuration", async () => {
-    expect(errorOf(await runPlugin(statusEnv, conf({ cniVersion: "1.0.0" }))).code).toBe(1);
+    expect(errorOf(await plugin(statusEnv, conf({ cniVersion: "1.0.0" }))).code).toBe(1);
     expect(agent.requests).toEqual([]);
   });
 });
@@ -385,12 +455,12 @@ describe("GC", () => {
   const gcEnv = { CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" };
 
   it("passes the runtime's valid attachments to the agent", async () => {
-    for (const id of ["a", "b", "c"]) await runPlugin(env("ADD", { CNI_CONTAINERID: id }), conf());
+    for (const id of ["a", "b", "c"]) await plugin(env("ADD", { CNI_CONTAINERID: id }), conf());
     const valid = [
       { containerID: "a", ifname: "eth0" },
       { containerID: "c", ifname: "eth0" },
     ];
-    ok(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": valid })));
+    ok(await plugin(gcEnv, conf({ "cni.dev/valid-attachments": valid })));
     expect(agent.requests.at(-1)).toEqual({
       op: "GC",
       valid: [
@@ -402,12 +472,12 @@ describe("GC", () => {
   });
 
   it("passes an empty list as empty", async () => {
-    ok(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": [] })));
+    ok(await plugin(gcEnv, conf({ "cni.dev/valid-attachments": [] })));
     expect(agent.requests).toEqual([{ op: "GC", valid: [] }]);
   });
 
   it("refuses to run without the list", async () => {
-    const e = errorOf(await runPlugin(gcEnv, conf()));
+    const e = errorOf(await plugin(gcEnv, conf()));
     expect(e.code).toBe(7);
     expect(e.msg).toContain("cni.dev/valid-attachments");
     expect(agent.requests).toEqual([]);
@@ -418,6 +488,6 @@ describe("GC", () => {
       kind: "respond",
       response: { ok: false, error: { code: 103, msg: "store unreachable" } },
     });
-    expect(errorOf(await runPlugin(gcEnv, conf({ "cni.dev/valid-attachments": [] }))).code).toBe(103);
+    expect(errorOf(await plugin(gcEnv, conf({ "cni.dev/valid-attachments": [] }))).code).toBe(103);
   });
 });

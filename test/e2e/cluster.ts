@@ -48,7 +48,7 @@ export function skipReason(file: string): string | undefined {
 export function requireTools(store: StoreKind): void {
   const missing = Object.values(BIN).filter((p) => !existsSync(p));
   if (missing.length > 0) {
-    throw new Error(`missing ${missing.join(", ")}: build the TypeScript first (npm run build:ts)`);
+    throw new Error(`missing ${missing.join(", ")}: build first (npm run build)`);
   }
   if (store === "etcd" && !existsSync(ETCD_BINARY)) {
     throw new Error(`etcd is not installed (${ETCD_BINARY} missing): apt-get install etcd-server`);

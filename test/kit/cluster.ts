@@ -39,11 +39,14 @@ function findRepoRoot(from: string): string {
   }
 }
 
-/** The compiled binaries, as package.json's `bin` names them (the build puts src/ in dist/src/). */
+/**
+ * The built binaries, as package.json's `bin` names them: the TypeScript ones in dist/src/
+ * (`tsc`), the plugin in build/Release/ (`node-gyp`, the C++ shim that runtimes exec).
+ */
 export const BIN = {
   overlayd: join(REPO_ROOT, "dist/src/agent/main.js"),
   dctl: join(REPO_ROOT, "dist/src/cli/dctl.js"),
-  cni: join(REPO_ROOT, "dist/src/cni/main.js"),
+  cni: join(REPO_ROOT, "build/Release/overlay-cni"),
 } as const;
 
 export { ENDPOINT_ANNOTATION };
@@ -56,7 +59,7 @@ export function requireBinaries(): void {
   const missing = Object.values(BIN).filter((p) => !existsSync(p));
   if (missing.length > 0) {
     throw new Error(
-      `missing ${missing.join(", ")}: build the TypeScript first (npm run build:ts, or npx tsc -p tsconfig.build.json)`,
+      `missing ${missing.join(", ")}: build first (npm run build: node-gyp for the addon and the plugin, tsc for the rest)`,
     );
   }
 }
@@ -439,8 +442,9 @@ export class LocalCluster {
   }
 
   /**
-   * Runs the plugin binary on `node` as a runtime does: the CNI_* variables in its environment,
-   * the configuration on stdin. Never throws for a failing plugin: see the exit code and stdout.
+   * Runs the plugin binary on `node` as a runtime does: the CNI_* variables in its environment
+   * (and PATH, for `ip netns exec` alone), the configuration on stdin. Never throws for a failing
+   * plugin: see the exit code and stdout.
    */
   cni(
     node: ClusterNode,
@@ -448,12 +452,16 @@ export class LocalCluster {
     vars: { containerId?: string; netns?: string; ifName?: string; args?: string },
     conf: Record<string, unknown> = this.netConf(node),
   ): Promise<ExecResult> {
-    const env: NodeJS.ProcessEnv = { ...process.env, CNI_COMMAND: command, CNI_PATH: dirname(BIN.cni) };
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_PATH: dirname(BIN.cni),
+    };
     if (vars.containerId !== undefined) env.CNI_CONTAINERID = vars.containerId;
     if (vars.netns !== undefined) env.CNI_NETNS = vars.netns;
     if (vars.ifName !== undefined) env.CNI_IFNAME = vars.ifName;
     if (vars.args !== undefined) env.CNI_ARGS = vars.args;
-    return execIn(node.ns, process.execPath, [BIN.cni], {
+    return execIn(node.ns, BIN.cni, [], {
       input: JSON.stringify(conf),
       env,
       timeoutMs: 45_000,
