@@ -101,10 +101,16 @@ function rows() {
     ],
     ["RSS when programmed (MB)", (r) => (r.start?.ok ? fmt(r.start.rssMb) : "-"), ""],
     ["VmHWM, start and churn (MB)", (r) => fmt(r.memory?.hwmMb ?? r.start?.hwmMb, 0), `< ${TARGETS.hwmMb}`],
+    ["agent CPU idle, 10 s before the churn (% of one core)", (r) => fmt(r.idleCpuPercent, 1), ""],
     [
       "agent CPU during churn (% of one core)",
       (r) => churnOr(r, (c) => fmt(c.cpuPercent, 1)),
       `< ${TARGETS.cpuPercent} at 200 events/s`,
+    ],
+    [
+      "of which the benchmark's recorder (% of one core)",
+      (r) => churnOr(r, (c) => fmt((c.recorderMs / c.cpuWallMs) * 100, 1)),
+      "",
     ],
     [
       "churn writes acknowledged / applied",
@@ -132,6 +138,21 @@ function rows() {
             ? `yes (${fmt(r.table.programmed)})`
             : `no: ${r.table.missing} missing, ${r.table.wrong} wrong, ${r.table.stale} stale`,
       "exactly",
+    ],
+    [
+      "departed node: its remotes withdrawn, within (ms)",
+      (r) => (r.departed?.withdrawnMs === undefined ? "-" : fmt(r.departed.withdrawnMs)),
+      "",
+    ],
+    [
+      "departed node: its records released (s, grace 20 s)",
+      (r) =>
+        r.departed === undefined
+          ? "-"
+          : r.departed.ok
+            ? fmt(r.departed.releasedMs / 1000, 1)
+            : `failed: ${r.departed.error}`,
+      "all, after the grace",
     ],
     ["dctl endpoints -o json (ms)", (r) => dctlCell(r.dctl?.endpoints), `< ${fmt(TARGETS.dctlMs)}`],
     ["dctl check (ms)", (r) => dctlCell(r.dctl?.check), `< ${fmt(TARGETS.dctlMs)}`],

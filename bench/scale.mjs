@@ -20,9 +20,13 @@
  *      measures its CPU over the same window and logs every table call with the MACs it added
  *      and removed. Each write is matched with the first table call that applied it;
  *   6. the agent's remote table is compared, entry by entry, with the store's;
- *   7. `dctl network overlay endpoints red -o json` and `dctl network overlay check red` are run
+ *   7. a node departs (node-002's registration deleted, as its lease running out would): the
+ *      time until the agent's table has withdrawn its remotes, and until the agent has released
+ *      its endpoints, addresses and block after the 20 s grace (the departed-node GC), checked
+ *      against the store;
+ *   8. `dctl network overlay endpoints red -o json` and `dctl network overlay check red` are run
  *      and timed against the same etcd;
- *   8. everything started for the point is stopped by its pid and its folder removed.
+ *   9. everything started for the point is stopped by its pid and its folder removed.
  * A point whose agent fails (does not start, is not programmed in --timeout seconds, falls
  * behind) is reported with what happened, and the next point runs.
  *
@@ -37,7 +41,9 @@
  * No root needed (the switch has no ports; nothing on the host is touched). Needs etcd
  * (Debian's etcd-server, /usr/bin/etcd, or $ETCD_BINARY) and the compiled TypeScript
  * (npx tsc -p tsconfig.build.json) and addon. The commit reported is HEAD and what src/ has
- * uncommitted, or $OVERLAY_BENCH_COMMIT (for a run from a `git archive` export).
+ * uncommitted, or $OVERLAY_BENCH_COMMIT (for a run from a `git archive` export). With
+ * $OVERLAY_SCALE_PROFILE_DIR set, the agent host and every dctl run write CPU profiles there
+ * (open them in Chrome's DevTools): where an event's or a listing's time goes.
  */
 import { execFile, execFileSync, fork, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -48,7 +54,7 @@ import { clearTimeout, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { blockGateway, listBlocks, macFromIpv4 } from "../dist/src/model/ipam.js";
-import { namespaceEndpointsPrefix } from "../dist/src/model/keys.js";
+import { blockAddressesPrefix, namespaceEndpointsPrefix, nodeKey } from "../dist/src/model/keys.js";
 import { GLOBAL_VNI, listNamespaces, podVni } from "../dist/src/model/namespaces.js";
 import { getNetwork } from "../dist/src/model/networkread.js";
 import { listNodes } from "../dist/src/model/nodes.js";
@@ -66,7 +72,13 @@ const AGENT_NODE = nodeName(1);
 const QUOTA_BYTES = 8 * 1024 ** 3;
 /** How long after the churn the agent may still apply its last events. */
 const SETTLE_MS = 10_000;
+/** The agent's idle CPU is measured over this long before the churn. */
+const IDLE_MS = 10_000;
 const DCTL_TIMEOUT_MS = 120_000;
+/** The simulated node whose registration is deleted to measure the departed-node GC. */
+const DEPARTING_NODE = nodeName(2);
+/** The agent releases a departed node's records 2 lease TTLs (10 s by default) after it left. */
+const DEPARTED_GRACE_MS = 20_000;
 
 function parseArgs(argv) {
   const o = {
@@ -241,6 +253,12 @@ async function startEtcd(dir) {
 
 // ---- child processes spoken to over IPC ---------------------------------------------------
 
+/** Node flags that write a CPU profile of the agent host and of each dctl run, when asked to. */
+function profiling() {
+  const dir = process.env.OVERLAY_SCALE_PROFILE_DIR;
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", dir] : [];
+}
+
 /**
  * A forked child and the messages it sent, awaited by type.
  * @param {string} script
@@ -251,6 +269,7 @@ function forkChild(script, args) {
     fork(join(ROOT, "bench", script), args, {
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "advanced",
+      execArgv: script === "scale-agent.mjs" ? profiling() : [],
     }),
   );
   /** @type {any[]} */
@@ -337,6 +356,8 @@ async function expectedTable(store) {
   /** @type {Map<string, string>} */
   const entries = new Map();
   let endpoints = 0;
+  /** Endpoints in the store per owning node, registered or not. */
+  const endpointsOf = new Map();
   let remoteEndpoints = 0;
   let gateways = 0;
   let problems = 0;
@@ -351,6 +372,7 @@ async function expectedTable(store) {
       }
       const e = parsed.value;
       endpoints++;
+      endpointsOf.set(e.node, (endpointsOf.get(e.node) ?? 0) + 1);
       const node = nodes.get(e.node);
       if (e.node === AGENT_NODE || node === undefined || vni === undefined) continue;
       entries.set(e.mac, entryValue({ vni, ipv4: e.ip, vtep: node.underlayIp }));
@@ -370,6 +392,7 @@ async function expectedTable(store) {
     entries,
     digest: digest.value(),
     endpoints,
+    endpointsOf,
     remoteEndpoints,
     gateways,
     problems,
@@ -385,7 +408,7 @@ function dctl(url, args) {
     const t0 = clock();
     execFile(
       process.execPath,
-      [join(ROOT, "dist", "src", "cli", "dctl.js"), "--store", url, ...args],
+      [...profiling(), join(ROOT, "dist", "src", "cli", "dctl.js"), "--store", url, ...args],
       { cwd: ROOT, timeout: DCTL_TIMEOUT_MS, encoding: "utf8", maxBuffer: 1 << 30 },
       (error, stdout, stderr) => {
         const ms = clock() - t0;
@@ -398,6 +421,57 @@ function dctl(url, args) {
       },
     );
   });
+}
+
+/**
+ * Deletes DEPARTING_NODE's registration, as its lease running out would, and measures the two
+ * things every agent then does: withdraw the node's remotes from the switch (the table equals the
+ * store's rule again), and, once the grace is up, release its endpoints, addresses and block
+ * (src/agent/gc.ts). Polls the small things (the table's digest, the block list) and reads the
+ * node's records once at the end.
+ * @param {import("../dist/src/store/store.js").Store} store
+ * @param {ReturnType<typeof forkChild>} host
+ * @param {string} label
+ */
+async function departNode(store, host, label) {
+  const out = { node: DEPARTING_NODE, graceMs: DEPARTED_GRACE_MS, ok: false };
+  const blocks = (await listBlocks(store, NETWORK)).entries.filter((e) => e.value.node === DEPARTING_NODE);
+  const t0 = clock();
+  await store.txn([], [{ type: "delete", key: nodeKey(DEPARTING_NODE) }]);
+  const expected = await expectedTable(store);
+  out.endpoints = expected.endpointsOf.get(DEPARTING_NODE) ?? 0;
+  const deadline = t0 + DEPARTED_GRACE_MS + 60_000;
+  while (out.withdrawnMs === undefined && clock() < deadline) {
+    const state = await host.ask({ cmd: "state" }, ["state"], 30_000);
+    if (TableDigest.equal(state.digest, expected.digest)) out.withdrawnMs = clock() - t0;
+    else await sleep(20);
+  }
+  if (out.withdrawnMs === undefined) {
+    out.error = `the agent kept ${DEPARTING_NODE}'s remotes for ${Math.round((clock() - t0) / 1000)} s`;
+    return out;
+  }
+  while (out.releasedMs === undefined && clock() < deadline) {
+    const left = (await listBlocks(store, NETWORK)).entries.filter((e) => e.value.node === DEPARTING_NODE);
+    if (left.length === 0) out.releasedMs = clock() - t0;
+    else await sleep(250);
+  }
+  // What is left of the node: endpoints (the whole listing, once) and its blocks' addresses.
+  const after = await expectedTable(store);
+  out.endpointsLeft = after.endpointsOf.get(DEPARTING_NODE) ?? 0;
+  out.endpointsInStore = after.endpoints;
+  out.addressesLeft = 0;
+  for (const b of blocks)
+    out.addressesLeft += (await store.list(blockAddressesPrefix(NETWORK, b.value.cidr))).items.length;
+  if (out.releasedMs === undefined) {
+    out.error = `${DEPARTING_NODE}'s block was not released ${Math.round((clock() - t0) / 1000)} s after it left`;
+  } else if (out.endpointsLeft > 0 || out.addressesLeft > 0) {
+    out.error = `${out.endpointsLeft} endpoints and ${out.addressesLeft} addresses of ${DEPARTING_NODE} left`;
+  } else out.ok = true;
+  progress(
+    `${label}: ${DEPARTING_NODE}'s ${out.endpoints} endpoints withdrawn within ${Math.round(out.withdrawnMs)} ms, ` +
+      `released ${out.releasedMs === undefined ? "never" : `in ${(out.releasedMs / 1000).toFixed(1)} s`}`,
+  );
+  return out;
 }
 
 async function timeDctl(url, expectedEndpoints) {
@@ -531,6 +605,13 @@ async function runPoint(o, point) {
         `${label}: agent programmed ${before.digest.count} remotes in ${Math.round(agentUp.programmedMs)} ms`,
       );
 
+      // Idle: the agent host's CPU with nothing written (its timers: lease, safety-net
+      // reconcile, departed-node scan), the floor under the churn's figure.
+      await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
+      await sleep(IDLE_MS);
+      const idle = await host.ask({ cmd: "churn-end" }, ["churn-ended"], 30_000);
+      r.idleCpuPercent = ((idle.userMs + idle.systemMs) / idle.wallMs) * 100;
+
       // Churn: the agent host's CPU over the generator's writing window.
       const begun = await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
       const churned = await gen.ask(
@@ -634,6 +715,12 @@ async function runPoint(o, point) {
           `remote table differs from the store after the churn: ${diff.missing} missing, ${diff.wrong} wrong, ${diff.stale} stale (${diff.examples.slice(0, 5).join("; ")})`,
         );
       }
+
+      // A node departs: its remotes leave the table at once, its records after the grace.
+      progress(`${label}: ${DEPARTING_NODE} departs`);
+      r.departed = await departNode(store, host, label);
+      if (!r.departed.ok) r.failures.push(`departed-node GC: ${r.departed.error}`);
+      if (r.departed.endpointsInStore !== undefined) r.endpointsAfter = r.departed.endpointsInStore;
     };
     try {
       await measureAgent();

@@ -9,7 +9,7 @@
  * exist (modRevision 0), so concurrent allocations, from any number of processes and store
  * clients, never hand out one address twice. Releasing deletes the key.
  */
-import type { Compare, Op, Store } from "../store/store.js";
+import type { Compare, Op, Store, TxnResult } from "../store/store.js";
 import { OverlayError, invalid } from "./errors.js";
 import { blockSize, contains, formatCidr, formatIpv4, parseCidr, parseIpv4, type Ipv4Cidr } from "./ipv4.js";
 import {
@@ -201,6 +201,14 @@ export interface AllocateInput {
  */
 export type WithAllocation = (allocation: Allocation) => Promise<{ compares: Compare[]; ops: Op[] }>;
 
+/**
+ * Per store handle, the addresses ("network ip") its allocations are committing now. Concurrent
+ * allocations through one handle (an agent serving many ADDs at once) pick around them instead
+ * of all taking the lowest free address, of which one would win and the rest read and try again.
+ * The store's transaction still decides; this only spares the losing rounds.
+ */
+const committingByStore = new WeakMap<Store, Set<string>>();
+
 /** Takes a free address from the node's blocks (claiming a block if they are full). */
 export async function allocateAddress(
   store: Store,
@@ -209,6 +217,8 @@ export async function allocateAddress(
 ): Promise<Allocation> {
   checkNodeName(input.node);
   let collided = false;
+  let committing = committingByStore.get(store);
+  if (committing === undefined) committingByStore.set(store, (committing = new Set()));
   return retrying(
     `allocating an address for ${input.owner.namespace}/${input.owner.pod}`,
     async () => {
@@ -222,12 +232,16 @@ export async function allocateAddress(
         for (const p of addresses.problems) used.add(p.key.slice(p.key.lastIndexOf("/") + 1));
         const range = podAddressRange(block.value.cidr);
         const free: number[] = [];
-        for (let a = range.first; a <= range.last; a++) if (!used.has(formatIpv4(a))) free.push(a);
+        for (let a = range.first; a <= range.last; a++) {
+          const ip = formatIpv4(a);
+          if (!used.has(ip) && !committing.has(`${network.name} ${ip}`)) free.push(a);
+        }
         if (free.length === 0) continue;
-        // The first try takes the lowest free address; a retry, having lost a race, picks at
-        // random so that many concurrent allocators stop colliding on the same one.
+        // The first try takes the lowest free address; a retry, having lost a race (to another
+        // process), picks at random so that many concurrent allocators stop colliding.
         const pick = collided ? free[Math.floor(Math.random() * free.length)] : free[0];
         const ip = formatIpv4(pick as number);
+        const intent = `${network.name} ${ip}`;
         const allocation: Allocation = {
           network: network.name,
           ip,
@@ -247,16 +261,22 @@ export async function allocateAddress(
           allocatedAt: now(),
         };
         const key = addressKey(network.name, block.value.cidr, ip);
-        const extra = (await also?.(allocation)) ?? { compares: [], ops: [] };
-        const txn = await store.txn(
-          [
-            { key: networkKey(network.name), modRevision: net.kv.modRevision },
-            { key: block.kv.key, modRevision: block.kv.modRevision },
-            { key, modRevision: 0 },
-            ...extra.compares,
-          ],
-          [{ type: "put", key, value: encode(record) }, ...extra.ops],
-        );
+        committing.add(intent);
+        let txn: TxnResult;
+        try {
+          const extra = (await also?.(allocation)) ?? { compares: [], ops: [] };
+          txn = await store.txn(
+            [
+              { key: networkKey(network.name), modRevision: net.kv.modRevision },
+              { key: block.kv.key, modRevision: block.kv.modRevision },
+              { key, modRevision: 0 },
+              ...extra.compares,
+            ],
+            [{ type: "put", key, value: encode(record) }, ...extra.ops],
+          );
+        } finally {
+          committing.delete(intent);
+        }
         if (txn.succeeded) return allocation;
         collided = true;
         return RETRY;

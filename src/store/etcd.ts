@@ -243,46 +243,57 @@ export class EtcdStore implements Store {
   /**
    * Range requests of at most `pageSize` keys: the first at the newest revision, every later one
    * at the first's revision, each starting just after the last key of the one before (key +
-   * "\0") until etcd says there is no more.
+   * "\0") until etcd says there is no more. The next page is asked for as soon as one arrives,
+   * so etcd reads it while the caller parses this one (two pages in memory at most).
    */
   async listPages(prefix: string, onPage: OnPage): Promise<ListPagesResult> {
     const { key: first, rangeEnd } = prefixRangeBytes(prefix);
-    let key = first;
     let limit = this.pageSize;
     /** 0 until the first page fixes it (0 asks etcd for its newest revision). */
     let revision = 0;
     let count = 0;
-    for (;;) {
-      let res: IRangeResponse;
-      try {
-        res = await this.call("list", (deadline) =>
-          this.client.kv.range(
-            { key, range_end: rangeEnd, limit, ...(revision > 0 ? { revision } : {}) },
-            deadline,
-          ),
-        );
-      } catch (err) {
-        if (tooLarge(err) && limit > 1) {
-          limit = Math.max(1, Math.floor(limit / 2));
-          continue;
-        }
-        if (revision > 0 && compacted(err)) {
-          throw new ListingCompactedError(
-            `etcd ${this.endpoints.join(",")}: listing ${JSON.stringify(prefix)} at revision ${revision} ` +
-              `cannot go on after ${count} keys: etcd compacted that revision between two pages; list again`,
-            { cause: err },
+    const range = async (key: Buffer): Promise<IRangeResponse> => {
+      for (;;) {
+        try {
+          return await this.call("list", (deadline) =>
+            this.client.kv.range(
+              { key, range_end: rangeEnd, limit, ...(revision > 0 ? { revision } : {}) },
+              deadline,
+            ),
           );
+        } catch (err) {
+          if (tooLarge(err) && limit > 1) {
+            limit = Math.max(1, Math.floor(limit / 2));
+            continue;
+          }
+          if (revision > 0 && compacted(err)) {
+            throw new ListingCompactedError(
+              `etcd ${this.endpoints.join(",")}: listing ${JSON.stringify(prefix)} at revision ${revision} ` +
+                `cannot go on after ${count} keys: etcd compacted that revision between two pages; list again`,
+              { cause: err },
+            );
+          }
+          throw err;
         }
-        throw err;
       }
+    };
+    let pending = range(first);
+    for (;;) {
+      const res = await pending;
       if (revision === 0) revision = num(res.header.revision);
       const last = res.kvs[res.kvs.length - 1];
+      const more = res.more && last !== undefined;
+      // Ask for the next page before handing this one on: etcd reads it while this one is parsed.
+      if (more) {
+        pending = range(Buffer.concat([last.key, Buffer.from([0])]));
+        // Settled below, or dropped with the listing when onPage throws.
+        pending.catch(() => undefined);
+      }
       if (last !== undefined) {
         count += res.kvs.length;
         await onPage(res.kvs.map(toKeyValue), revision);
       }
-      if (!res.more || last === undefined) return { revision, count };
-      key = Buffer.concat([last.key, Buffer.from([0])]);
+      if (!more) return { revision, count };
     }
   }
 

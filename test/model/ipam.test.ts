@@ -164,6 +164,29 @@ describe("releaseEmptyBlocks", () => {
 });
 
 describe("concurrency", () => {
+  it("16 concurrent allocations through one store handle each commit on their first transaction", async () => {
+    await createNetwork(store, { name: "red", subnet: "172.30.0.0/16" });
+    await ensureNodeBlock(store, "red", "n1");
+    // Counts the transactions that lose (a lost race is a transaction that did not succeed).
+    let lost = 0;
+    const counting: Store = Object.create(store) as Store;
+    counting.txn = async (...args: Parameters<Store["txn"]>) => {
+      const r = await store.txn(...args);
+      if (!r.succeeded) lost++;
+      return r;
+    };
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        allocateAddress(counting, { network: "red", node: "n1", owner: owner(`p${i}`) }),
+      ),
+    );
+    expect(new Set(results.map((r) => r.ip)).size).toBe(16);
+    expect(lost).toBe(0);
+    // The lowest 16 addresses after the gateway, none skipped.
+    const last = results.map((r) => Number(r.ip.split(".")[3])).sort((a, b) => a - b);
+    expect(last).toEqual(Array.from({ length: 16 }, (_, i) => i + 2));
+  });
+
   it("never hands out an address twice: 240 concurrent allocations from 4 store instances on one file", async () => {
     const { dir, cleanup } = tempDir();
     const url = `sqlite:${dir}/store.db`;
