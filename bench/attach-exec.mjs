@@ -20,6 +20,8 @@
  * - `{ type: "ping", id, netnsPath, ip, pingTimeoutSec }`: the same ping alone, to an address
  *   reachable already: what the ping itself takes to start and get its reply (the floor of the
  *   figure above); answers `{ type: "pinged", id, startedAt, replyAt }`.
+ * - `{ type: "fetch", id, url }`: an HTTP GET from this namespace (etcd's /metrics, on the
+ *   underlay); answers `{ type: "fetched", id, status, text }`.
  *
  * It exits when its parent disconnects. Every child it starts is its own and waited for.
  */
@@ -105,6 +107,10 @@ async function handle(m) {
   if (m.type === "ping") {
     const p = await firstReply(m.netnsPath, m.ip, m.pingTimeoutSec ?? 10);
     return { type: "pinged", id: m.id, ...p };
+  }
+  if (m.type === "fetch") {
+    const res = await globalThis.fetch(m.url, { signal: globalThis.AbortSignal.timeout(10_000) });
+    return { type: "fetched", id: m.id, status: res.status, text: await res.text() };
   }
   return { type: "error", id: m.id, error: `unknown request ${String(m.type)}` };
 }

@@ -31,10 +31,19 @@
  *   to a pod reachable already: what starting ping and one round trip cost (the figure's floor);
  * - `VERSION` from exec to exit, with an environment of the CNI_* variables and PATH=/nonexistent
  *   only (the plugin needs no Node.js nor any other program on the host); beside it `/bin/true`
- *   exec'd the same way, the stand-in's own floor.
+ *   exec'd the same way, for scale.
+ *
+ * Where the time goes, printed under each table: on etcd, the requests per project call (etcd's
+ * own gRPC counters, read from its /metrics before and after each phase: the reference asks
+ * nothing of it); and per ADD at once and with pods in flight, the CPU each party spent
+ * (/proc/<pid>/stat: the plugins as children of the stand-in, each agent, etcd). With
+ * `--cpu-prof DIR` the agents run under `node --cpu-prof` and leave DIR/<store>/<node>.cpuprofile
+ * when they stop (open in Chrome's DevTools; the profile is of the agent's one JS thread, wall
+ * clock, so a synchronous call that waits in the kernel counts as that call's time).
  *
  * usage: node bench/attach.mjs [--stores etcd,sqlite] [--adds 30] [--burst 16] [--burst-reps 3]
  *   [--pods 100] [--in-flight 16] [--reach 20] [--version 30] [--warmup 3] [--quick] [--json]
+ *   [--cpu-prof DIR]
  * Needs root (network namespaces), the built addon, plugin and TypeScript (npx node-gyp rebuild
  * && npx tsc -p tsconfig.build.json), etcd (Debian's etcd-server, or $ETCD_BINARY) for the etcd
  * store, and the reference plugins in /usr/lib/cni (containernetworking-plugins; .ci/install-deps
@@ -43,10 +52,11 @@
  * namespaces.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { clearTimeout, setTimeout } from "node:timers";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { BIN, LocalCluster, sqliteStore } from "../dist/test/kit/cluster.js";
 import { isRoot, sleep } from "../dist/test/kit/netns/index.js";
@@ -85,7 +95,7 @@ const DEFAULTS = {
 const QUICK = { adds: 5, burst: 4, burstReps: 1, pods: 12, inFlight: 4, reach: 3, version: 10, warmup: 1 };
 
 function parseArgs(argv) {
-  const o = { ...DEFAULTS, json: false, quick: false };
+  const o = { ...DEFAULTS, json: false, quick: false, cpuProf: undefined };
   const given = new Set();
   const counts = {
     "--adds": ["adds", 1, 200],
@@ -120,6 +130,9 @@ function parseArgs(argv) {
           `--stores takes etcd, sqlite or both (comma-separated), got ${stores.join(",")}`,
         );
       o.stores = [...new Set(stores)];
+    } else if (a === "--cpu-prof") {
+      o.cpuProf = value();
+      if (!o.cpuProf.startsWith("/")) throw new UsageError("--cpu-prof takes an absolute folder");
     } else if (a === "--json") o.json = true;
     else if (a === "--quick") o.quick = true;
     else throw new UsageError(`unknown argument ${a}`);
@@ -209,7 +222,7 @@ function etcdStore(worldOf) {
         if (Date.now() > deadline) throw new Error(`etcd not ready in 30 s:\n${p.stderr.slice(-3000)}`);
         await sleep(50);
       }
-      return { url: `etcd://${place.ip}:2379`, stop: () => p.stop(5000).then(() => undefined) };
+      return { url: `etcd://${place.ip}:2379`, pid: p.pid, stop: () => p.stop(5000).then(() => undefined) };
     },
   };
 }
@@ -244,6 +257,7 @@ function startHelper(ns) {
     waiting.clear();
   });
   return {
+    pid: child.pid,
     ask(message, timeoutMs = 600_000) {
       const id = nextId++;
       return new Promise((resolve, reject) => {
@@ -295,11 +309,46 @@ function stats(values) {
   };
 }
 
+// ---- CPU: who spent it --------------------------------------------------------------------------
+
+const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/**
+ * CPU seconds of a process from /proc/<pid>/stat: its own (user + system) and its waited-for
+ * children's (cutime + cstime: for a runtime's stand-in, the plugins it ran and what they ran).
+ */
+function cpuOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const t = (i) => Number(f[i - 3]) / TICKS_PER_SECOND;
+    return { own: t(14) + t(15), children: t(16) + t(17) };
+  } catch {
+    return { own: NaN, children: NaN };
+  }
+}
+
+/** A LocalCluster whose agents write a V8 CPU profile into `dir` when they stop (--cpu-prof). */
+function profiledCluster(dir) {
+  mkdirSync(dir, { recursive: true });
+  return class extends LocalCluster {
+    agentArgs(node) {
+      return [
+        "--cpu-prof",
+        `--cpu-prof-dir=${dir}`,
+        `--cpu-prof-name=${node.name}.cpuprofile`,
+        ...super.agentArgs(node),
+      ];
+    }
+  };
+}
+
 // ---- one store ------------------------------------------------------------------------------
 
 async function runStore(kind, o) {
+  const Cluster = o.cpuProf === undefined ? LocalCluster : profiledCluster(join(o.cpuProf, kind));
   /** @type {LocalCluster} */
-  const cluster = new LocalCluster({
+  const cluster = new Cluster({
     nodes: 2,
     store: kind === "etcd" ? etcdStore(() => cluster.world) : sqliteStore(),
     readyTimeoutMs: 90_000,
@@ -323,6 +372,67 @@ async function runStore(kind, o) {
     const [n1, n2] = cluster.nodes;
     const runtimes = [startHelper(n1.ns), startHelper(n2.ns)];
     helperList.push(...runtimes);
+    /**
+     * etcd's count of unary requests per gRPC method (its /metrics, read from node 1), or
+     * undefined on SQLite: what the agent asked of the store, for the requests-per-call figures.
+     */
+    const storeRequests = async () => {
+      if (kind !== "etcd") return undefined;
+      const url = `${cluster.storeUrl.replace("etcd://", "http://")}/metrics`;
+      const m = await runtimes[0].ask({ type: "fetch", url });
+      const counts = {};
+      for (const line of m.text.split("\n")) {
+        const hit = /^grpc_server_handled_total\{.*grpc_method="(\w+)".*grpc_type="unary".*\} (\d+)/.exec(
+          line,
+        );
+        if (hit) counts[hit[1]] = (counts[hit[1]] ?? 0) + Number(hit[2]);
+      }
+      return counts;
+    };
+    result.storeRequests = {};
+    /** Runs `fn`; adds the requests etcd served meanwhile, and `calls`, to the sums under `label`. */
+    const counting = async (label, calls, fn) => {
+      const before = await storeRequests();
+      const value = await fn();
+      const after = await storeRequests();
+      if (before !== undefined && after !== undefined) {
+        const sum = (result.storeRequests[label] ??= { calls: 0, Range: 0, Txn: 0, Put: 0, DeleteRange: 0 });
+        sum.calls += calls;
+        for (const k of ["Range", "Txn", "Put", "DeleteRange"]) sum[k] += (after[k] ?? 0) - (before[k] ?? 0);
+      }
+      return value;
+    };
+    /** CPU seconds so far: the plugins (children of node 1's stand-in), each agent, etcd. */
+    const cpuNow = () => ({
+      plugins: cpuOf(runtimes[0].pid).children,
+      agentNode1: cpuOf(n1.agent.pid).own,
+      agentNode2: cpuOf(n2.agent.pid).own,
+      etcd: cluster.store.pid === undefined ? 0 : cpuOf(cluster.store.pid).own,
+    });
+    result.cpu = {};
+    /**
+     * Runs `fn` (`calls` ADDs); adds its wall time, `calls` and the CPU each party spent meanwhile
+     * to the sums under `label`.
+     */
+    const cpuDuring = async (label, calls, fn) => {
+      const before = cpuNow();
+      const t0 = performance.now();
+      const value = await fn();
+      const wallS = (performance.now() - t0) / 1000;
+      const after = cpuNow();
+      const sum = (result.cpu[label] ??= {
+        calls: 0,
+        wallS: 0,
+        plugins: 0,
+        agentNode1: 0,
+        agentNode2: 0,
+        etcd: 0,
+      });
+      sum.calls += calls;
+      sum.wallS += wallS;
+      for (const k of Object.keys(before)) sum[k] += after[k] - before[k];
+      return value;
+    };
     const refDataDir = join(cluster.temp, "host-local");
     mkdirSync(refDataDir, { recursive: true });
 
@@ -418,12 +528,17 @@ async function runStore(kind, o) {
     };
     const addMs = { project: [], reference: [] };
     const delMs = { project: [], reference: [] };
-    for (let i = 0; i < o.adds; i++) {
-      for (const pl of order(i)) addMs[pl].push((await call("ADD", [singles[pl][i]])).runs[0].ms);
-    }
-    for (let i = 0; i < o.adds; i++) {
-      for (const pl of order(i)) delMs[pl].push((await call("DEL", [singles[pl][i]])).runs[0].ms);
-    }
+    // The reference asks nothing of the store, so etcd's requests over the loop are the project's.
+    await counting("oneAdd", o.adds, async () => {
+      for (let i = 0; i < o.adds; i++) {
+        for (const pl of order(i)) addMs[pl].push((await call("ADD", [singles[pl][i]])).runs[0].ms);
+      }
+    });
+    await counting("oneDel", o.adds, async () => {
+      for (let i = 0; i < o.adds; i++) {
+        for (const pl of order(i)) delMs[pl].push((await call("DEL", [singles[pl][i]])).runs[0].ms);
+      }
+    });
     result.add = { project: stats(addMs.project), reference: stats(addMs.reference) };
     result.del = { project: stats(delMs.project), reference: stats(delMs.reference) };
 
@@ -434,7 +549,11 @@ async function runStore(kind, o) {
     for (let r = 0; r < o.burstReps; r++) {
       for (const pl of order(r)) {
         const pods = await sandboxes(pl, n1, o.burst);
-        const a = await call("ADD", pods, o.burst);
+        const a = await cpuDuring(`${pl}, ${o.burst} at once`, o.burst, () =>
+          pl === "project"
+            ? counting("burstAdd", o.burst, () => call("ADD", pods, o.burst))
+            : call("ADD", pods, o.burst),
+        );
         burstMs[pl].push(a.wallMs);
         burstCallMs[pl].push(...a.runs.map((x) => x.ms));
         await call("DEL", pods, o.burst);
@@ -450,8 +569,15 @@ async function runStore(kind, o) {
     result.pods = { count: o.pods, inFlight: o.inFlight };
     for (const pl of order(0)) {
       const pods = await sandboxes(pl, n1, o.pods);
-      const a = await call("ADD", pods, o.inFlight);
-      const d = await call("DEL", pods, o.inFlight);
+      const project = pl === "project";
+      const a = await cpuDuring(`${pl}, ${o.pods} pods, ${o.inFlight} in flight`, o.pods, () =>
+        project
+          ? counting("podsAdd", o.pods, () => call("ADD", pods, o.inFlight))
+          : call("ADD", pods, o.inFlight),
+      );
+      const d = project
+        ? await counting("podsDel", o.pods, () => call("DEL", pods, o.inFlight))
+        : await call("DEL", pods, o.inFlight);
       result.pods[pl] = {
         wallMs: a.wallMs,
         addMedian: percentile(
@@ -516,7 +642,7 @@ async function runStore(kind, o) {
 
     // VERSION, with nothing on the host to lean on.
     progress(`${kind}: VERSION x ${o.version} (CNI_* and PATH=/nonexistent only)`);
-    const versionMs = { project: [], reference: [], floor: [] };
+    const versionMs = { project: [], reference: [], binTrue: [] };
     const versionEnv = (cniPath) => ({
       CNI_COMMAND: "VERSION",
       CNI_CONTAINERID: `bench-version-${world.prefix}`,
@@ -532,15 +658,17 @@ async function runStore(kind, o) {
         env: versionEnv(REF_DIR),
         input: `{"cniVersion":"${REF_CNI_VERSION}"}`,
       },
-      floor: { file: "/bin/true", env: versionEnv(REF_DIR), input: "" },
+      binTrue: { file: "/bin/true", env: versionEnv(REF_DIR), input: "" },
     };
     for (let i = 0; i < o.version; i++) {
-      for (const k of i % 2 === 0 ? ["reference", "project", "floor"] : ["floor", "project", "reference"]) {
+      for (const k of i % 2 === 0
+        ? ["reference", "project", "binTrue"]
+        : ["binTrue", "project", "reference"]) {
         const a = await runtimes[0].ask({ type: "exec", jobs: [versionJobs[k]], concurrency: 1 });
         const run = a.runs[0];
         if (run.code !== 0)
           throw new Error(`${k} VERSION: exit ${run.code ?? run.signal}: ${run.stdout} ${run.stderr}`);
-        if (k !== "floor") {
+        if (k !== "binTrue") {
           const v = JSON.parse(run.stdout);
           if (!Array.isArray(v.supportedVersions)) throw new Error(`${k} VERSION printed ${run.stdout}`);
           if (k === "project") result.versionSupported = v.supportedVersions;
@@ -551,7 +679,7 @@ async function runStore(kind, o) {
     result.version = {
       project: stats(versionMs.project),
       reference: stats(versionMs.reference),
-      floor: stats(versionMs.floor),
+      binTrue: stats(versionMs.binTrue),
     };
 
     // What the agent's log says about the ADDs it served (its own lines, no extra instrumentation).
@@ -685,10 +813,10 @@ function rows(r) {
       r.version.project.median < TARGETS.versionMs,
     );
     add(
-      "execFloor",
+      "binTrue",
       "  for scale: /bin/true (dynamically linked) exec'd the same way",
-      r.version.floor.median,
-      r.version.floor.median,
+      r.version.binTrue.median,
+      r.version.binTrue.median,
       "",
       undefined,
     );
@@ -719,6 +847,28 @@ function render(meta, results) {
       const met = row.met === undefined ? "" : row.met ? "yes" : "no";
       lines.push(
         `| ${row.figure} | ${fmt(row.project)} | ${fmt(row.reference)} | ${ratio} | ${row.target} | ${met} |`,
+      );
+    }
+    const sr = Object.entries(r.storeRequests ?? {});
+    if (sr.length > 0) {
+      const what = {
+        oneAdd: "one ADD",
+        oneDel: "one DEL",
+        burstAdd: "ADD at once",
+        podsAdd: "ADD, pods in flight",
+        podsDel: "DEL, pods in flight",
+      };
+      const each = sr.map(
+        ([k, v]) =>
+          `${what[k] ?? k} ${(v.Range / v.calls).toFixed(1)} Range + ${(v.Txn / v.calls).toFixed(1)} Txn`,
+      );
+      lines.push(`etcd requests per project call (etcd's gRPC counters): ${each.join("; ")}`);
+    }
+    for (const [label, c] of Object.entries(r.cpu ?? {})) {
+      const per = (k) => ((c[k] * 1000) / c.calls).toFixed(1);
+      lines.push(
+        `CPU ms per ADD, ${label} (${c.calls} ADDs, wall ${c.wallS.toFixed(2)} s): plugins ${per("plugins")}, ` +
+          `agent node 1 ${per("agentNode1")}, agent node 2 ${per("agentNode2")}, etcd ${per("etcd")}`,
       );
     }
     for (const f of r.failures) lines.push(`FAILED: ${f}`);

@@ -6,7 +6,8 @@
  * every row of the table for each store, every figure a positive number of milliseconds under
  * what a working plugin takes (none is NaN, zero or minutes), ratios that are the two columns'
  * quotient, every pod of the project's reachable from the other node, the plugin's VERSION
- * listing the versions it supports. Not how fast anything is: the targets are judged by the
+ * listing the versions it supports, and the figures of where the time goes (etcd's requests per
+ * call, at least one transaction per ADD and DEL; CPU per party). Not how fast anything is: the targets are judged by the
  * benchmark's own table (bench/README.md).
  *
  * Root only (network namespaces, TAP devices, the agents): skipped, saying so, otherwise. The
@@ -59,6 +60,8 @@ interface StoreResult {
   rows: Row[];
   reach: { unreached: string[] };
   versionSupported: string[];
+  storeRequests: Record<string, { calls: number; Range: number; Txn: number }>;
+  cpu: Record<string, { calls: number; wallS: number; plugins: number; agentNode1: number; etcd: number }>;
 }
 
 /** Rows with both columns (the rest have the project's only). */
@@ -72,7 +75,7 @@ const BOTH = [
   "podsAddMedian",
   "podsDelWall",
   "versionMedian",
-  "execFloor",
+  "binTrue",
 ];
 const PROJECT_ONLY = ["reachMedian", "reachFloor"];
 /** Rows judged against a target, and so with a verdict. */
@@ -129,6 +132,26 @@ describe.skipIf(rootSkip() !== undefined)("attach benchmark smoke", () => {
       expect(get("podsWall").figure).toBe("12 pods, 4 in flight, wall");
       expect(s.reach.unreached).toEqual([]);
       expect(s.versionSupported).toContain("1.1.0");
+      // Where the time goes: etcd's requests per call (every ADD writes once at least), CPU per party.
+      if (s.store === "etcd") {
+        expect(Object.keys(s.storeRequests).sort()).toEqual([
+          "burstAdd",
+          "oneAdd",
+          "oneDel",
+          "podsAdd",
+          "podsDel",
+        ]);
+        for (const [k, v] of Object.entries(s.storeRequests)) {
+          expect(v.Txn / v.calls, k).toBeGreaterThanOrEqual(1);
+          expect(v.Range, k).toBeGreaterThan(0);
+        }
+      } else expect(s.storeRequests).toEqual({});
+      expect(Object.keys(s.cpu)).toHaveLength(4);
+      for (const [k, c] of Object.entries(s.cpu)) {
+        expect(c.wallS, k).toBeGreaterThan(0);
+        expect(c.calls, k).toBeGreaterThan(0);
+        for (const v of [c.plugins, c.agentNode1, c.etcd]) expect(v, k).toBeGreaterThanOrEqual(0);
+      }
       expect(get("podsWall").met).toBe(
         s.store === "etcd" ? (get("podsWall").project as number) < 3000 : undefined,
       );
