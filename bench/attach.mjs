@@ -101,6 +101,7 @@ function parseArgs(argv) {
     "--adds": ["adds", 1, 200],
     "--burst": ["burst", 1, 64],
     "--burst-reps": ["burstReps", 1, 20],
+    // At most 200 pods at once: node 1's /24 block holds 253, and the observer takes one.
     "--pods": ["pods", 1, 200],
     "--in-flight": ["inFlight", 1, 64],
     "--reach": ["reach", 1, 200],
@@ -138,8 +139,6 @@ function parseArgs(argv) {
     else throw new UsageError(`unknown argument ${a}`);
   }
   if (o.quick) for (const [k, v] of Object.entries(QUICK)) if (!given.has(k)) o[k] = v;
-  // A pod per address: node 1's /24 block holds 253 pods, of which warm-up and observer need few.
-  if (o.pods > 200 || o.burst > 64) throw new UsageError("too many pods for one node's block");
   return o;
 }
 
