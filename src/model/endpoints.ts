@@ -3,7 +3,8 @@
  * endpoint and its address are written in one transaction and deleted in one, so the pool and
  * the endpoints never disagree.
  */
-import type { Compare, Op, Store } from "../store/store.js";
+import type { Compare, KeyValue, Op, Store } from "../store/store.js";
+import { damagedNamespaceOf } from "./damage.js";
 import { invalid, precondition } from "./errors.js";
 import { allocateAddress, type Allocation } from "./ipam.js";
 import {
@@ -22,6 +23,7 @@ import {
   encode,
   now,
   parseEndpoint,
+  parseNamespace,
   type EndpointRecord,
   type Listing,
   type NamespaceRecord,
@@ -68,6 +70,13 @@ export async function networkForPod(
  * repeated request from the same container; a request from another container of the same pod
  * (a recreated sandbox) replaces the old endpoint and releases its address.
  */
+/** Whether the namespace record is valid, of this namespace, and lists "pod" among its sources. */
+function knownFromPods(network: string, namespace: string, kv: KeyValue | undefined): boolean {
+  if (kv === undefined || damagedNamespaceOf(network, namespace, kv) !== undefined) return false;
+  const parsed = parseNamespace(kv);
+  return parsed.ok && parsed.value.sources.includes("pod");
+}
+
 export async function createEndpoint(store: Store, input: CreateEndpointInput): Promise<EndpointRecord> {
   checkNamespaceName(input.namespace);
   checkPodName(input.pod);
@@ -87,6 +96,7 @@ export async function createEndpoint(store: Store, input: CreateEndpointInput): 
   }
 
   let record: EndpointRecord | undefined;
+  let firstTry = true;
   await allocateAddress(
     store,
     {
@@ -95,9 +105,17 @@ export async function createEndpoint(store: Store, input: CreateEndpointInput): 
       owner: { namespace: input.namespace, pod: input.pod, containerId: input.containerId, ifname },
     },
     async (allocation: Allocation) => {
-      await ensureNamespace(store, network.name, input.namespace, "pod");
-      const nsKv = await store.get(namespaceKey(network.name, input.namespace));
-      const existing = await store.get(key);
+      // A namespace already known from its pods needs no write: its record, read here, is
+      // compared in the transaction. Otherwise (new, known only from elsewhere, or damaged: the
+      // error comes from there) ensureNamespace registers it first.
+      let nsKv = await store.get(namespaceKey(network.name, input.namespace));
+      if (!knownFromPods(network.name, input.namespace, nsKv)) {
+        await ensureNamespace(store, network.name, input.namespace, "pod");
+        nsKv = await store.get(namespaceKey(network.name, input.namespace));
+      }
+      // The first attempt uses the read above; a retry reads again.
+      const existing = firstTry ? current : await store.get(key);
+      firstTry = false;
       const compares: Compare[] = [
         { key: namespaceKey(network.name, input.namespace), modRevision: nsKv?.modRevision ?? -1 },
         { key, modRevision: existing?.modRevision ?? 0 },

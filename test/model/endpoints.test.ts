@@ -64,6 +64,27 @@ describe("endpoints", () => {
     });
   });
 
+  it("a pod of a namespace known from pods costs one transaction and no listing of namespaces", async () => {
+    await createEndpoint(store, { ...base, namespace: "tea", pod: "first", containerId: "c1" });
+    const calls: string[] = [];
+    const counting: Store = Object.create(store) as Store;
+    counting.get = (key) => (calls.push(`get ${key}`), store.get(key));
+    counting.list = (prefix) => (calls.push(`list ${prefix}`), store.list(prefix));
+    counting.txn = (...args) => (calls.push("txn"), store.txn(...args));
+    const ep = await createEndpoint(counting, {
+      ...base,
+      namespace: "tea",
+      pod: "second",
+      containerId: "c2",
+    });
+    expect(ep.ip).toBe("172.30.0.3");
+    expect(calls.filter((c) => c === "txn")).toHaveLength(1);
+    expect(calls.filter((c) => c.startsWith("list /overlay/v1/namespace/"))).toEqual([]);
+    // The namespace record is read once, the endpoint's key once.
+    expect(calls.filter((c) => c === "get /overlay/v1/namespace/red/tea")).toHaveLength(1);
+    expect(calls.filter((c) => c === `get ${endpointKey("red", "tea", "second")}`)).toHaveLength(1);
+  });
+
   it("defaults the tier to best-effort and rejects unknown tiers", async () => {
     const ep = await createEndpoint(store, { ...base, namespace: "a", pod: "p", containerId: "c1" });
     expect(ep.tier).toBe("best-effort");
