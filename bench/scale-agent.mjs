@@ -110,6 +110,7 @@ class RecordingSwitch {
   removePort(id) {
     this.count("removePort");
     this.ports.delete(id);
+    return Promise.resolve();
   }
 
   setPortVni(id, vni) {

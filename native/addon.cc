@@ -7,11 +7,13 @@
 // Switch/Probe/netlink call, each a few lines of reading arguments and building results.
 #include <arpa/inet.h>
 #include <napi.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "netlink.h"
@@ -79,6 +81,32 @@ bool ParseEndpoints(Napi::Env env, Napi::Value v, const char* what, std::vector<
   }
   return true;
 }
+
+// Closes a removed port's fds on libuv's pool, where the kernel's teardown of the device (10-20
+// ms in close()) holds up no JS; the promise resolves once they are closed (the device gone).
+class CloseFdsJob : public Napi::AsyncWorker {
+ public:
+  static Napi::Value Start(Napi::Env env, std::vector<int> fds) {
+    auto* job = new CloseFdsJob(env, std::move(fds));
+    Napi::Promise promise = job->deferred_.Promise();
+    job->Queue();  // deleted by node-addon-api once settled
+    return promise;
+  }
+
+ private:
+  CloseFdsJob(Napi::Env env, std::vector<int> fds)
+      : Napi::AsyncWorker(env, "overlay:removePort"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        fds_(std::move(fds)) {}
+
+  void Execute() override {
+    for (int fd : fds_) close(fd);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+  Napi::Promise::Deferred deferred_;
+  std::vector<int> fds_;
+};
 
 class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
  public:
@@ -160,13 +188,17 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     return env.Undefined();
   }
 
+  // Detaches at once; the promise settles once the device's fds are closed, on libuv's pool.
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t id;
     bool destroy;
     if (!Ready(env) || !PortId(info, &id) || !ArgBool(info, 1, "destroy", &destroy))
       return env.Undefined();
-    return Result(env, sw_->RemovePort(id, destroy));
+    std::vector<int> fds;
+    std::string err = sw_->RemovePort(id, destroy, &fds);
+    if (!err.empty()) return Result(env, err);
+    return CloseFdsJob::Start(env, std::move(fds));
   }
 
   Napi::Value SetPortVni(const Napi::CallbackInfo& info) {

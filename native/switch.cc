@@ -149,7 +149,7 @@ std::string Switch::AddPort(const PortConfig& cfg, uint32_t* id) {
   return "";
 }
 
-std::string Switch::RemovePort(uint32_t id, bool destroy) {
+std::string Switch::RemovePort(uint32_t id, bool destroy, std::vector<int>* to_close) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return "switch is closed";
   if (id >= kMaxPorts || !ports_->ports[id].active) return "no port " + std::to_string(id);
@@ -160,12 +160,11 @@ std::string Switch::RemovePort(uint32_t id, bool destroy) {
   p.active = false;
   PublishPorts();
   // Packet threads may still hold the old version, and with it these fds, until a grace period.
-  // Wait for it here (threads pass a quiescent point per batch, or sleep offline), so the device
-  // is gone when this returns, as CNI DEL expects.
-  qsbr_.Retire([fds] {
-    for (int fd : fds) close(fd);
-  });
+  // Wait for it here (threads pass a quiescent point per batch, or sleep offline): after it no
+  // thread reads these fds, and the caller may close them.
+  qsbr_.Retire([] {});
   qsbr_.Synchronize();
+  *to_close = std::move(fds);
   return "";
 }
 

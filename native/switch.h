@@ -65,7 +65,10 @@ class Switch {
 
   // Control side. Each returns "" or an error message; nothing changes on error.
   std::string AddPort(const PortConfig& config, uint32_t* id);
-  std::string RemovePort(uint32_t id, bool destroy);
+  // Detaches the port: no packet thread uses it once this returns. Its fds go to *to_close, for
+  // the caller to close: closing a TAP is where the kernel tears the device down (10-20 ms),
+  // which the caller does off the JS thread.
+  std::string RemovePort(uint32_t id, bool destroy, std::vector<int>* to_close);
   std::string SetPortVni(uint32_t id, uint32_t vni);
   std::string SetPortRate(uint32_t id, uint64_t rate_bits_per_sec);
   void SetGlobalVnis(const std::vector<uint32_t>& vnis);

@@ -38,7 +38,7 @@ export class Gateways {
   async reconcile(sw: AgentSwitch, wanted: readonly GatewayPort[]): Promise<void> {
     for (const [block, gw] of this.ports) {
       if (wanted.some((g) => g.block === block)) continue;
-      sw.removePort(gw.id, { destroy: true });
+      await sw.removePort(gw.id, { destroy: true });
       this.ports.delete(block);
     }
     if (wanted.length === 0 && this.masqueraded !== "") await this.unmasquerade();

@@ -55,7 +55,7 @@ export class OrphanCollector {
       this.log.warn({ endpoint: id, err: String(err) }, "cannot release the endpoint of a vanished pod yet");
       return true;
     }
-    this.ports.detach(sw, id);
+    await this.ports.detach(sw, id);
     this.missingSince.delete(id);
     this.log.info(
       { endpoint: id, ip: e.ip, container: e.containerId },

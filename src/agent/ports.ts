@@ -81,12 +81,16 @@ export class PodPorts {
   }
 
   /** Removes the port and destroys its device; false when the endpoint had none. */
-  detach(sw: AgentSwitch | undefined, id: string): boolean {
+  /**
+   * Detaches the endpoint's port at once (no frame reaches it after this returns); the promise
+   * resolves once its device is gone. Undefined when the endpoint has no port.
+   */
+  detach(sw: AgentSwitch | undefined, id: string): Promise<void> | undefined {
     const port = this.byEndpoint.get(id);
-    if (port === undefined) return false;
-    sw?.removePort(port.id, { destroy: true });
+    if (port === undefined) return undefined;
+    const gone = sw?.removePort(port.id, { destroy: true }) ?? Promise.resolve();
     this.byEndpoint.delete(id);
-    return true;
+    return gone;
   }
 
   moveToVni(sw: AgentSwitch, port: LocalPort, vni: number): void {

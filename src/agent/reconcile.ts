@@ -210,7 +210,7 @@ export class Reconciler {
       );
       if (current === "unreachable") continue;
       if (typeof current === "object" && current.containerId === e.containerId) continue;
-      ports.detach(sw, id);
+      await ports.detach(sw, id);
       log.info({ endpoint: id }, "port removed: endpoint no longer in the store");
     }
     orphans.retain(wanted);

@@ -118,7 +118,7 @@ export class CniRequests {
         const existing = ports.get(id);
         if (existing && existing.endpoint.containerId === e.containerId) return;
         // A recreated sandbox of the same pod: the old device goes with the old container.
-        if (existing) ports.detach(sw, id);
+        if (existing) await ports.detach(sw, id);
         ports.attach(sw, e, vni);
       });
       await plumbing.configurePod({
@@ -132,7 +132,7 @@ export class CniRequests {
     } catch (err) {
       log.error({ endpoint: id, err: String(err) }, "attach failed; releasing the address");
       await ports.lock.run(async () => {
-        if (ports.get(id)?.endpoint.containerId === e.containerId) ports.detach(this.d.dataplane(), id);
+        if (ports.get(id)?.endpoint.containerId === e.containerId) await ports.detach(this.d.dataplane(), id);
       });
       await deleteEndpoint(store, {
         network: e.network,
@@ -202,10 +202,14 @@ export class CniRequests {
         containerId,
       });
     }
+    // Detached under the lock; the device's teardown is awaited outside it, so that other
+    // pods' attaches do not queue behind it. DEL answers once the device is gone.
+    let gone: Promise<void> | undefined;
     await ports.lock.run(async () => {
       const port = ports.find(containerId, ifname);
-      if (port) ports.detach(this.d.dataplane(), endpointId(port.endpoint));
+      if (port) gone = ports.detach(this.d.dataplane(), endpointId(port.endpoint));
     });
+    await gone;
     if (endpoint && tierRate(endpoint.tier) > 0 && plumbing.netnsExists(endpoint.netns)) {
       await plumbing.removePodIngress(endpoint.netns, endpoint.ifname);
     }

@@ -146,7 +146,8 @@ export declare class NativeSwitch {
   constructor(options: NativeSwitchOptions);
   /** Returns the new port's id. */
   addPort(spec: NativePortSpec): number;
-  removePort(id: number, destroy: boolean): void;
+  /** Detaches at once; resolves once the device's fds are closed (on libuv's pool). */
+  removePort(id: number, destroy: boolean): Promise<void>;
   setPortVni(id: number, vni: number): void;
   setPortRate(id: number, rateBitsPerSec: number): void;
   setGlobalVnis(vnis: number[]): void;

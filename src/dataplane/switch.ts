@@ -232,12 +232,17 @@ export class Switch {
     });
   }
 
-  /** Detaches a port; `destroy` also deletes a persistent device (a plain one dies with its fd). */
-  removePort(id: number, options: { destroy?: boolean } = {}): void {
+  /**
+   * Detaches a port: no frame reaches it or leaves it once this returns. The promise resolves
+   * once the device is gone: its fds are closed off the JS thread, since closing a TAP is where
+   * the kernel tears it down (10-20 ms). `destroy` also deletes a persistent device (a plain one
+   * dies with its fd).
+   */
+  removePort(id: number, options: { destroy?: boolean } = {}): Promise<void> {
     checkPortId(id);
     checkObject(options, "removePort options");
     checkOptional(options.destroy, "boolean", "destroy");
-    this.n.removePort(id, options.destroy ?? true);
+    return this.n.removePort(id, options.destroy ?? true);
   }
 
   /** Moves a running port to another VNI: how namespaces are joined and isolated. */

@@ -36,10 +36,11 @@ export class FakeSwitch implements AgentSwitch {
     this.calls.push(`addPort ${p.name}`);
     return id;
   }
-  removePort(id: number, options: { destroy?: boolean } = {}): void {
+  removePort(id: number, options: { destroy?: boolean } = {}): Promise<void> {
     if (!this.ports.delete(id)) throw new Error(`no port ${id}`);
     if (options.destroy) this.destroyed.push(id);
     this.calls.push(`removePort ${id}`);
+    return Promise.resolve();
   }
   setPortVni(id: number, vni: number): void {
     const p = this.ports.get(id);

@@ -580,17 +580,17 @@ describe.skipIf(!isRoot)("Switch API", () => {
         sw.setPortVni(id, l.vni.max);
         expect(sw.counters().ports).toMatchObject([{ id, name, vni: l.vni.max }]);
       } finally {
-        sw.removePort(id, { destroy: true });
+        await sw.removePort(id, { destroy: true });
       }
       // The relational rule is TypeScript policy: named as such, inside the absolute limit.
       const podMax = sw.underlayMtu - VXLAN_OVERHEAD;
       expectRefused(() => sw.addPort({ ...base(), mtu: podMax + 1 }), "mtu", "mtu past underlay - 50");
       expect(() => sw.addPort({ ...base(), mtu: podMax + 1 })).toThrow(/underlayMtu 1500 - 50/);
-      sw.removePort(sw.addPort({ ...base(), mtu: podMax }), { destroy: true });
+      await sw.removePort(sw.addPort({ ...base(), mtu: podMax }), { destroy: true });
       expect(await waitForLinks("pv", ["lo"])).toEqual(["lo"]);
     });
 
-    it("rejects bad arguments to the other methods", () => {
+    it("rejects bad arguments to the other methods", async () => {
       const id = sw.addPort(base());
       try {
         expect(() => sw.setPortVni(id, -1)).toThrow(RangeError);
@@ -609,7 +609,7 @@ describe.skipIf(!isRoot)("Switch API", () => {
         // The port is untouched by the refused calls.
         expect(sw.counters().ports.map((p) => p.vni)).toEqual([RED]);
       } finally {
-        sw.removePort(id, { destroy: true });
+        await sw.removePort(id, { destroy: true });
       }
     });
 
@@ -625,22 +625,22 @@ describe.skipIf(!isRoot)("Switch API", () => {
         expect(await links("px")).toEqual(["lo"]);
         expect(sw.counters().ports.map((p) => p.id)).toEqual([id]);
       } finally {
-        sw.removePort(id, { destroy: true });
+        await sw.removePort(id, { destroy: true });
       }
       // Once removed, its MAC and address are free again.
       const again = sw.addPort({ ...base(), netns: other });
       expect(await links("px")).toEqual(["eth0", "lo"]);
-      sw.removePort(again, { destroy: true });
+      await sw.removePort(again, { destroy: true });
       expect(await waitForLinks("px", ["lo"])).toEqual(["lo"]);
     });
 
-    it("throws for unknown port ids", () => {
+    it("throws for unknown port ids", async () => {
       expect(() => sw.removePort(999)).toThrow(/no port/);
       expect(() => sw.removePort(-1)).toThrow();
       expect(() => sw.setPortVni(999, RED)).toThrow(/no port/);
       expect(() => sw.setPortRate(999, 1000)).toThrow(/no port/);
       const id = sw.addPort(base());
-      sw.removePort(id);
+      await sw.removePort(id);
       expect(() => sw.removePort(id)).toThrow(/no port/);
     });
 
@@ -774,11 +774,11 @@ describe.skipIf(!isRoot)("Switch API", () => {
           from.close();
           to.close();
         }
-        second.removePort(keptId, { destroy: true });
+        await second.removePort(keptId, { destroy: true });
         keptId = undefined;
         expect(await waitForLinks("pk", ["lo"])).toEqual(["lo"]);
       } finally {
-        if (keptId !== undefined) second.removePort(keptId, { destroy: true });
+        if (keptId !== undefined) await second.removePort(keptId, { destroy: true });
         second.close();
       }
     });
@@ -795,11 +795,11 @@ describe.skipIf(!isRoot)("Switch API", () => {
         persistent: true,
       };
       const id = sw.addPort(spec);
-      sw.removePort(id, { destroy: false });
+      await sw.removePort(id, { destroy: false });
       sw.counters();
       expect(await links("pz")).toEqual(["eth0", "lo"]);
       const again = sw.addPort(spec);
-      sw.removePort(again, { destroy: true });
+      await sw.removePort(again, { destroy: true });
       expect(await waitForLinks("pz", ["lo"])).toEqual(["lo"]);
     });
   });

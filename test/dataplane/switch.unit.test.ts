@@ -1212,7 +1212,7 @@ describe.skipIf(!isRoot)("switch data plane with crafted frames", () => {
         expect(receive(probe).length).toBeGreaterThan(0);
       } finally {
         probe.close();
-        S().removePort(id);
+        await S().removePort(id);
       }
       const before = dropsNow();
       a.probe.send(udpFrame(a, r, payload("after removal")));
@@ -1243,7 +1243,7 @@ describe.skipIf(!isRoot)("switch data plane with crafted frames", () => {
         });
         // The packet threads are reading a's queue while the port goes.
         for (let k = 0; k < 16; k++) a.probe.send(udpFrame(a, b, payload(`busy ${i}.${k}`)));
-        S().removePort(id, { destroy: true });
+        await S().removePort(id, { destroy: true });
       }
       // No further calls on the switch: removal alone must close the devices.
       const end = Date.now() + ARRIVE_MS;
