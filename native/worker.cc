@@ -5,11 +5,13 @@
 #include "worker.h"
 
 #include <netinet/udp.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "switch.h"
@@ -88,6 +90,11 @@ void Worker::Forget(int fd) {
 }
 
 void Worker::Run() {
+  // Named so that tests and the benchmark can find the packet threads' CPU time in
+  // /proc/<pid>/task/*/comm (at most 15 characters).
+  char name[16];
+  std::snprintf(name, sizeof(name), "overlay-pkt%d", index_);
+  pthread_setname_np(pthread_self(), name);
   epoll_event events[64];
   while (running_.load(std::memory_order_relaxed)) {
     sw_.Leave(index_);
