@@ -44,6 +44,8 @@ export interface AgentOptions {
   underlayMtu?: number;
   workers?: number;
   offloads?: boolean;
+  /** The switch's adaptive poll window bound, microseconds (SwitchOptions.pollUs); 0 = off. */
+  pollUs?: number;
   leaseTtlSeconds?: number;
   /** How long to wait after a change before reprogramming, to batch bursts of events. */
   debounceMs?: number;
@@ -117,6 +119,7 @@ export class Agent {
         underlayIp: opts.underlayIp,
         managementCidr: opts.managementCidr,
         offloads: this.offloads(),
+        pollUs: this.sw?.features().pollUs,
       }),
       this.log,
     );
@@ -186,6 +189,7 @@ export class Agent {
       underlayMtu: o.underlayMtu ?? 1500,
       workers: o.workers ?? 2,
       offloads: o.offloads ?? true,
+      ...(o.pollUs === undefined ? {} : { pollUs: o.pollUs }),
     });
     this.log.info({ features: this.sw.features() }, "switch started");
     await this.lease.register();
