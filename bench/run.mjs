@@ -18,7 +18,7 @@
  * relay and ovs-vswitchd; for the latency and idle figures the switch's packet threads alone
  * (/proc/self/task/*, named overlay-pkt*).
  *
- * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]
+ * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,switch0,naive,ovs]
  *                           [--tests tcp1,tcp4,local,udp64,ping,rr-udp,rr-tcp,rr-udp-local,
  *                            rr-tcp-local,idle | latency] [--udp-rate BITS] [--poll-us N]
  *                           [--no-save]
@@ -48,6 +48,7 @@ import {
   sockperfPingPong,
   sockperfServer,
   threadCpuSeconds,
+  threadIds,
   VXLAN_OVERHEAD,
 } from "../dist/test/kit/netns/index.js";
 import { buildOvsOverlay, ovsSchema } from "./ovs.mjs";
@@ -57,18 +58,22 @@ const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const RESULTS_DIR = join(BENCH_DIR, "results");
 const VNI = 100;
 
-/** @typedef {"kernel" | "switch" | "naive" | "ovs"} PathName */
+/** @typedef {"kernel" | "switch" | "switch0" | "naive" | "ovs"} PathName */
 /** @typedef {"tcp1" | "tcp4" | "local" | "udp64" | "ping" | "rr-udp" | "rr-tcp" | "rr-udp-local" | "rr-tcp-local" | "idle"} TestName */
 
 /** @type {Record<PathName, string>} */
 const PATH_LABELS = {
   kernel: "kernel vxlan + bridge",
   switch: "switch (offloads on)",
+  switch0: "switch (offloads on), polling off (pollUs 0)",
   naive: "naive relay",
   ovs: "Open vSwitch userspace (netdev)",
 };
 /** @type {PathName[]} */
 const ALL_PATHS = ["kernel", "switch", "naive", "ovs"];
+/** Every path --only may name: the default ones, and the switch with polling off. */
+/** @type {PathName[]} */
+const KNOWN_PATHS = ["kernel", "switch", "switch0", "naive", "ovs"];
 
 /** @type {Record<TestName, { label: string, unit: string, higherIsBetter: boolean }>} */
 const TESTS = {
@@ -207,7 +212,7 @@ function parseArgs(argv) {
         o.quick = true;
         break;
       case "--only":
-        o.paths = listOf(a, value(i++), ALL_PATHS);
+        o.paths = listOf(a, value(i++), KNOWN_PATHS);
         o.pathsChosen = true;
         break;
       case "--tests": {
@@ -227,7 +232,7 @@ function parseArgs(argv) {
       case "-h":
       case "--help":
         console.log(
-          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]\n" +
+          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,switch0,naive,ovs]\n" +
             "                          [--tests tcp1,tcp4,local,udp64,ping,rr-udp,rr-tcp,rr-udp-local,rr-tcp-local,idle\n" +
             "                           | latency] [--udp-rate BITS] [--poll-us N] [--no-save]",
         );
@@ -433,21 +438,32 @@ async function kernelPath(world) {
 
 /**
  * @param {import("../dist/test/kit/netns/index.js").World} world
- * @param {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay }} hold
+ * @param {{ overlays: import("../dist/test/kit/netns/index.js").SwitchedOverlay[] }} hold
  * @param {number | undefined} pollUs
+ * @param {"switch" | "switch0"} path switch0: the same with polling off (pollUs 0)
  * @returns {Promise<Target>}
  */
-async function switchPath(world, hold, pollUs) {
-  const cluster = await buildNodes(world, { count: 2, stem: "s" });
+async function switchPath(world, hold, pollUs, path) {
+  const s = path === "switch" ? "s" : "z";
+  const net = path === "switch" ? 30 : 27;
+  const cluster = await buildNodes(world, { count: 2, stem: s });
+  const threadsBefore = new Set(threadIds("self", "overlay-pkt"));
   const ov = await buildSwitchedOverlay(cluster, {
     pods: [
-      { node: 0, name: "sa1", ip: "172.30.1.2", vni: VNI },
-      { node: 0, name: "sa2", ip: "172.30.1.3", vni: VNI },
-      { node: 1, name: "sb1", ip: "172.30.2.2", vni: VNI },
+      { node: 0, name: `${s}a1`, ip: `172.${net}.1.2`, vni: VNI },
+      { node: 0, name: `${s}a2`, ip: `172.${net}.1.3`, vni: VNI },
+      { node: 1, name: `${s}b1`, ip: `172.${net}.2.2`, vni: VNI },
     ],
-    switchOptions: pollUs === undefined ? { offloads: true } : { offloads: true, pollUs },
+    switchOptions:
+      path === "switch0"
+        ? { offloads: true, pollUs: 0 }
+        : pollUs === undefined
+          ? { offloads: true }
+          : { offloads: true, pollUs },
   });
-  hold.overlay = ov;
+  hold.overlays.push(ov);
+  // This path's packet threads: those that its two switches started.
+  const own = new Set(threadIds("self", "overlay-pkt").filter((tid) => !threadsBefore.has(tid)));
   const drops = () => {
     /** @type {Record<string, number>} */
     const sum = {};
@@ -457,14 +473,14 @@ async function switchPath(world, hold, pollUs) {
     return sum;
   };
   return {
-    path: "switch",
-    a: "sa1",
-    aIp: ov.pod("sa1").ip,
-    b: "sb1",
-    bPod: { name: "sb1", ip: ov.pod("sb1").ip },
-    local: { name: "sa2", ip: ov.pod("sa2").ip },
+    path,
+    a: `${s}a1`,
+    aIp: ov.pod(`${s}a1`).ip,
+    b: `${s}b1`,
+    bPod: { name: `${s}b1`, ip: ov.pod(`${s}b1`).ip },
+    local: { name: `${s}a2`, ip: ov.pod(`${s}a2`).ip },
     dataPlanePids: () => ["self"],
-    dataPlaneThreadsCpu: () => threadCpuSeconds("self", "overlay-pkt", clockTicks()),
+    dataPlaneThreadsCpu: () => threadCpuSeconds("self", "overlay-pkt", clockTicks(), own),
     drops,
     info: { features: ov.nodes.map((n) => n.sw.features()) },
   };
@@ -910,6 +926,8 @@ function table(rows, paths) {
   /** @type {[PathName, PathName][]} */
   const pairs = [
     ["switch", "kernel"],
+    ["switch0", "kernel"],
+    ["switch", "switch0"],
     ["naive", "kernel"],
     ["switch", "naive"],
     ["ovs", "kernel"],
@@ -978,14 +996,14 @@ async function main() {
 
   /** @type {import("../dist/test/kit/netns/index.js").World | undefined} */
   let world;
-  /** @type {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay, ovs?: import("./ovs.mjs").OvsOverlay }} */
-  const hold = {};
+  /** @type {{ overlays: import("../dist/test/kit/netns/index.js").SwitchedOverlay[], ovs?: import("./ovs.mjs").OvsOverlay }} */
+  const hold = { overlays: [] };
   let tmp;
   let cleaning;
   const cleanup = async () => {
     cleaning ??= (async () => {
       try {
-        hold.overlay?.close();
+        for (const ov of hold.overlays) ov.close();
       } finally {
         try {
           // The OVS daemons by pid, ovs-vswitchd before its database; destroy() is the fallback
@@ -1020,8 +1038,8 @@ async function main() {
       const t =
         p === "kernel"
           ? await kernelPath(world)
-          : p === "switch"
-            ? await switchPath(world, hold, o.pollUs)
+          : p === "switch" || p === "switch0"
+            ? await switchPath(world, hold, o.pollUs, p)
             : p === "naive"
               ? await naivePath(world, compileRelay(tmp))
               : await ovsPath(world, tmp, hold);

@@ -413,15 +413,34 @@ export async function sockperfPingPong(
   return parseSockperf(r.stdout + r.stderr);
 }
 
+/** The thread ids of process `pid` whose name starts with `namePrefix` (/proc/<pid>/task/<tid>/comm). */
+export function threadIds(pid: number | "self", namePrefix: string): string[] {
+  const dir = `/proc/${pid}/task`;
+  return readdirSync(dir).filter((tid) => {
+    try {
+      return readFileSync(`${dir}/${tid}/comm`, "utf8").startsWith(namePrefix);
+    } catch {
+      return false; // the thread ended meanwhile
+    }
+  });
+}
+
 /**
  * CPU seconds (user + system) of the threads of process `pid` whose name starts with
  * `namePrefix`, from /proc/<pid>/task/<tid>/{comm,stat}; e.g. the switch's packet threads
- * ("overlay-pkt"). Threads that ended are not counted.
+ * ("overlay-pkt"); with `only`, of those of these thread ids alone (one switch's, when a process
+ * holds several). Threads that ended are not counted.
  */
-export function threadCpuSeconds(pid: number | "self", namePrefix: string, ticksPerSecond = 100): number {
+export function threadCpuSeconds(
+  pid: number | "self",
+  namePrefix: string,
+  ticksPerSecond = 100,
+  only?: ReadonlySet<string>,
+): number {
   let total = 0;
   const dir = `/proc/${pid}/task`;
   for (const tid of readdirSync(dir)) {
+    if (only && !only.has(tid)) continue;
     try {
       if (!readFileSync(`${dir}/${tid}/comm`, "utf8").startsWith(namePrefix)) continue;
       const stat = readFileSync(`${dir}/${tid}/stat`, "utf8");
