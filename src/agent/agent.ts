@@ -73,6 +73,8 @@ export interface AgentStatus {
   /** Switch ports: pods ("namespace/pod") and the node's gateway ports (by device name). */
   ports: { id: number; kind: "pod" | "gateway"; name: string; network: string }[];
   offloads: Offload[];
+  /** The switch's adaptive poll window bound, microseconds; 0 when off or not running. */
+  pollUs: number;
 }
 
 export class Agent {
@@ -179,6 +181,7 @@ export class Agent {
       peers: this.reconciler.peerCount,
       ports,
       offloads: this.offloads(),
+      pollUs: this.sw?.features().pollUs ?? 0,
     };
   }
 
