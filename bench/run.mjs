@@ -6,17 +6,24 @@
  * call) and, where it is installed, Open vSwitch's userspace datapath (bench/ovs.mjs: per node
  * its own ovsdb-server and ovs-vswitchd, netdev bridges, userspace VXLAN tunnelling).
  *
- * Tests (iperf3 and ping, pod to pod): TCP one stream and four streams across nodes, TCP one
- * stream between two pods of one node, UDP 64-byte datagrams received per second, ping RTT
- * across nodes. Each test runs every path back to back, `--reps` times; the table shows medians
- * and ratios to the kernel. CPU: system-wide busy time (/proc/stat) per Gbit for every path, and
- * the data-plane process's own CPU time (/proc/<pid>/stat) per Gbit for the switch (this process
- * hosts it), the relay and ovs-vswitchd.
+ * Tests (iperf3, ping and sockperf, pod to pod): TCP one stream and four streams across nodes,
+ * TCP one stream between two pods of one node, UDP 64-byte datagrams received per second; the
+ * latency group: ping RTT across nodes (median and p99), `sockperf ping-pong` with 64-byte
+ * messages over UDP and TCP, across nodes and between two pods of one node (median and p99 RTT,
+ * transactions per second, the data plane's CPU meanwhile); and the idle figures: the data
+ * plane's CPU with no traffic, with one ping a second and at 1,000 requests a second. Each test
+ * runs every path back to back, `--reps` times; the table shows medians and ratios to the
+ * kernel. CPU: system-wide busy time (/proc/stat) per Gbit for every path, and the data-plane
+ * process's own CPU time (/proc/<pid>/stat) per Gbit for the switch (this process hosts it), the
+ * relay and ovs-vswitchd; for the latency and idle figures the switch's packet threads alone
+ * (/proc/self/task/*, named overlay-pkt*).
  *
- * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]
- *                           [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]
- * Needs root, iperf3, ping, cc, and the compiled TypeScript (npx tsc -p tsconfig.build.json);
- * the OVS path needs Debian's openvswitch-switch (.ci/install-deps).
+ * usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,switch0,naive,ovs]
+ *                           [--tests tcp1,tcp4,local,udp64,ping,rr-udp,rr-tcp,rr-udp-local,
+ *                            rr-tcp-local,idle | latency] [--udp-rate BITS] [--poll-us N]
+ *                           [--no-save]
+ * Needs root, iperf3, ping, sockperf, cc, and the compiled TypeScript (npx tsc -p
+ * tsconfig.build.json); the OVS path needs Debian's openvswitch-switch (.ci/install-deps).
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -38,6 +45,10 @@ import {
   pingUntil,
   podMac,
   sleep,
+  sockperfPingPong,
+  sockperfServer,
+  threadCpuSeconds,
+  threadIds,
   VXLAN_OVERHEAD,
 } from "../dist/test/kit/netns/index.js";
 import { buildOvsOverlay, ovsSchema } from "./ovs.mjs";
@@ -47,18 +58,22 @@ const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const RESULTS_DIR = join(BENCH_DIR, "results");
 const VNI = 100;
 
-/** @typedef {"kernel" | "switch" | "naive" | "ovs"} PathName */
-/** @typedef {"tcp1" | "tcp4" | "local" | "udp64" | "ping"} TestName */
+/** @typedef {"kernel" | "switch" | "switch0" | "naive" | "ovs"} PathName */
+/** @typedef {"tcp1" | "tcp4" | "local" | "udp64" | "ping" | "rr-udp" | "rr-tcp" | "rr-udp-local" | "rr-tcp-local" | "idle"} TestName */
 
 /** @type {Record<PathName, string>} */
 const PATH_LABELS = {
   kernel: "kernel vxlan + bridge",
   switch: "switch (offloads on)",
+  switch0: "switch (offloads on), polling off (pollUs 0)",
   naive: "naive relay",
   ovs: "Open vSwitch userspace (netdev)",
 };
 /** @type {PathName[]} */
 const ALL_PATHS = ["kernel", "switch", "naive", "ovs"];
+/** Every path --only may name: the default ones, and the switch with polling off. */
+/** @type {PathName[]} */
+const KNOWN_PATHS = ["kernel", "switch", "switch0", "naive", "ovs"];
 
 /** @type {Record<TestName, { label: string, unit: string, higherIsBetter: boolean }>} */
 const TESTS = {
@@ -66,10 +81,78 @@ const TESTS = {
   tcp4: { label: "TCP 4 streams across nodes", unit: "Gbit/s", higherIsBetter: true },
   local: { label: "TCP 1 stream, two pods on one node", unit: "Gbit/s", higherIsBetter: true },
   udp64: { label: "UDP 64 B received", unit: "kpps", higherIsBetter: true },
-  ping: { label: "ping RTT across nodes", unit: "ms", higherIsBetter: false },
+  ping: { label: "ping RTT across nodes, median", unit: "ms", higherIsBetter: false },
+  "rr-udp": {
+    label: "UDP 64 B request/response across nodes, median RTT",
+    unit: "us",
+    higherIsBetter: false,
+  },
+  "rr-tcp": {
+    label: "TCP 64 B request/response across nodes, median RTT",
+    unit: "us",
+    higherIsBetter: false,
+  },
+  "rr-udp-local": {
+    label: "UDP 64 B request/response on one node, median RTT",
+    unit: "us",
+    higherIsBetter: false,
+  },
+  "rr-tcp-local": {
+    label: "TCP 64 B request/response on one node, median RTT",
+    unit: "us",
+    higherIsBetter: false,
+  },
+  idle: { label: "data-plane threads, no traffic", unit: "% of a core", higherIsBetter: false },
 };
 /** @type {TestName[]} */
-const ALL_TESTS = ["tcp1", "tcp4", "local", "udp64", "ping"];
+const ALL_TESTS = [
+  "tcp1",
+  "tcp4",
+  "local",
+  "udp64",
+  "ping",
+  "rr-udp",
+  "rr-tcp",
+  "rr-udp-local",
+  "rr-tcp-local",
+  "idle",
+];
+/** @type {TestName[]} */
+const LATENCY_TESTS = ["ping", "rr-udp", "rr-tcp", "rr-udp-local", "rr-tcp-local"];
+/** Which tests are request/response, where their server is and whether over TCP. */
+const RR = {
+  "rr-udp": { local: false, tcp: false },
+  "rr-tcp": { local: false, tcp: true },
+  "rr-udp-local": { local: true, tcp: false },
+  "rr-tcp-local": { local: true, tcp: true },
+};
+
+/**
+ * Rows below a test's own: a detail field's median per path. [field, label, unit, higherIsBetter]
+ * @type {Partial<Record<TestName, [string, string, string, boolean][]>>}
+ */
+const DETAIL_ROWS = {
+  ping: [
+    ["p99Ms", "ping RTT across nodes, p99", "ms", false],
+    ["dataPlaneCpuPct", "ping across nodes: data-plane threads", "% of a core", false],
+  ],
+  idle: [
+    ["onePingPct", "data-plane threads, one ping a second", "% of a core", false],
+    ["rr1000Pct", "data-plane threads, 1,000 UDP requests/s across nodes", "% of a core", false],
+  ],
+};
+for (const [test, what] of /** @type {[TestName, string][]} */ ([
+  ["rr-udp", "UDP 64 B request/response across nodes"],
+  ["rr-tcp", "TCP 64 B request/response across nodes"],
+  ["rr-udp-local", "UDP 64 B request/response on one node"],
+  ["rr-tcp-local", "TCP 64 B request/response on one node"],
+])) {
+  DETAIL_ROWS[test] = [
+    ["p99Us", `${what}, p99 RTT`, "us", false],
+    ["transactionsPerSec", `${what}, transactions`, "1/s", true],
+    ["dataPlaneCpuPct", `${what}: data-plane threads`, "% of a core", false],
+  ];
+}
 
 /**
  * @typedef {object} Options
@@ -80,6 +163,8 @@ const ALL_TESTS = ["tcp1", "tcp4", "local", "udp64", "ping"];
  * @property {number} udpRate
  * @property {number} pingCount
  * @property {number} pingInterval
+ * @property {number} idleSeconds length of each idle phase
+ * @property {number | undefined} pollUs the switch's poll window (SwitchOptions.pollUs)
  * @property {boolean} save
  * @property {boolean} quick
  * @property {boolean} pathsChosen whether --only named the paths
@@ -94,8 +179,10 @@ function parseArgs(argv) {
     paths: [...ALL_PATHS],
     tests: [...ALL_TESTS],
     udpRate: 200e6,
-    pingCount: 20,
+    pingCount: 100,
     pingInterval: 0.05,
+    idleSeconds: 10,
+    pollUs: undefined,
     save: true,
     quick: false,
     pathsChosen: false,
@@ -125,11 +212,16 @@ function parseArgs(argv) {
         o.quick = true;
         break;
       case "--only":
-        o.paths = listOf(a, value(i++), ALL_PATHS);
+        o.paths = listOf(a, value(i++), KNOWN_PATHS);
         o.pathsChosen = true;
         break;
-      case "--tests":
-        o.tests = listOf(a, value(i++), ALL_TESTS);
+      case "--tests": {
+        const v = value(i++);
+        o.tests = listOf(a, v.replace(/\blatency\b/, LATENCY_TESTS.join(",")), ALL_TESTS);
+        break;
+      }
+      case "--poll-us":
+        o.pollUs = Math.floor(positive(a, value(i++), 0));
         break;
       case "--udp-rate":
         o.udpRate = positive(a, value(i++), 1e6);
@@ -140,8 +232,9 @@ function parseArgs(argv) {
       case "-h":
       case "--help":
         console.log(
-          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,naive,ovs]\n" +
-            "                          [--tests tcp1,tcp4,local,udp64,ping] [--udp-rate BITS] [--no-save]",
+          "usage: node bench/run.mjs [--reps N] [--duration S] [--quick] [--only kernel,switch,switch0,naive,ovs]\n" +
+            "                          [--tests tcp1,tcp4,local,udp64,ping,rr-udp,rr-tcp,rr-udp-local,rr-tcp-local,idle\n" +
+            "                           | latency] [--udp-rate BITS] [--poll-us N] [--no-save]",
         );
         process.exit(0);
         break;
@@ -152,7 +245,8 @@ function parseArgs(argv) {
   if (o.quick) {
     o.reps = 1;
     o.duration = 2;
-    o.pingCount = 10;
+    o.pingCount = 20;
+    o.idleSeconds = 2;
   }
   return o;
 }
@@ -308,6 +402,9 @@ function round(x, digits) {
  * @property {{ name: string, ip: string } | undefined} local second pod on node 1, if the path has one
  * @property {string} aIp
  * @property {() => (number | "self")[]} dataPlanePids processes whose CPU is the data plane's
+ * @property {(() => number) | undefined} dataPlaneThreadsCpu CPU seconds of the data plane's
+ *   packet-moving threads alone (the switch's packet threads; the relay's and ovs-vswitchd's
+ *   processes), for the latency and idle figures; none for the kernel
  * @property {(() => Record<string, number> | Promise<Record<string, number>>) | undefined} drops
  *   drop counters, summed over nodes
  * @property {Record<string, unknown>} info
@@ -333,6 +430,7 @@ async function kernelPath(world) {
     bPod: { name: "kb1", ip: b1.ip },
     local: { name: "ka2", ip: a2.ip },
     dataPlanePids: () => [],
+    dataPlaneThreadsCpu: undefined,
     drops: undefined,
     info: { vxlanDev: ov.vxlanDev, bridge: ov.bridge },
   };
@@ -340,20 +438,32 @@ async function kernelPath(world) {
 
 /**
  * @param {import("../dist/test/kit/netns/index.js").World} world
- * @param {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay }} hold
+ * @param {{ overlays: import("../dist/test/kit/netns/index.js").SwitchedOverlay[] }} hold
+ * @param {number | undefined} pollUs
+ * @param {"switch" | "switch0"} path switch0: the same with polling off (pollUs 0)
  * @returns {Promise<Target>}
  */
-async function switchPath(world, hold) {
-  const cluster = await buildNodes(world, { count: 2, stem: "s" });
+async function switchPath(world, hold, pollUs, path) {
+  const s = path === "switch" ? "s" : "z";
+  const net = path === "switch" ? 30 : 27;
+  const cluster = await buildNodes(world, { count: 2, stem: s });
+  const threadsBefore = new Set(threadIds("self", "overlay-pkt"));
   const ov = await buildSwitchedOverlay(cluster, {
     pods: [
-      { node: 0, name: "sa1", ip: "172.30.1.2", vni: VNI },
-      { node: 0, name: "sa2", ip: "172.30.1.3", vni: VNI },
-      { node: 1, name: "sb1", ip: "172.30.2.2", vni: VNI },
+      { node: 0, name: `${s}a1`, ip: `172.${net}.1.2`, vni: VNI },
+      { node: 0, name: `${s}a2`, ip: `172.${net}.1.3`, vni: VNI },
+      { node: 1, name: `${s}b1`, ip: `172.${net}.2.2`, vni: VNI },
     ],
-    switchOptions: { offloads: true },
+    switchOptions:
+      path === "switch0"
+        ? { offloads: true, pollUs: 0 }
+        : pollUs === undefined
+          ? { offloads: true }
+          : { offloads: true, pollUs },
   });
-  hold.overlay = ov;
+  hold.overlays.push(ov);
+  // This path's packet threads: those that its two switches started.
+  const own = new Set(threadIds("self", "overlay-pkt").filter((tid) => !threadsBefore.has(tid)));
   const drops = () => {
     /** @type {Record<string, number>} */
     const sum = {};
@@ -363,13 +473,14 @@ async function switchPath(world, hold) {
     return sum;
   };
   return {
-    path: "switch",
-    a: "sa1",
-    aIp: ov.pod("sa1").ip,
-    b: "sb1",
-    bPod: { name: "sb1", ip: ov.pod("sb1").ip },
-    local: { name: "sa2", ip: ov.pod("sa2").ip },
+    path,
+    a: `${s}a1`,
+    aIp: ov.pod(`${s}a1`).ip,
+    b: `${s}b1`,
+    bPod: { name: `${s}b1`, ip: ov.pod(`${s}b1`).ip },
+    local: { name: `${s}a2`, ip: ov.pod(`${s}a2`).ip },
     dataPlanePids: () => ["self"],
+    dataPlaneThreadsCpu: () => threadCpuSeconds("self", "overlay-pkt", clockTicks(), own),
     drops,
     info: { features: ov.nodes.map((n) => n.sw.features()) },
   };
@@ -426,6 +537,7 @@ async function naivePath(world, relayBin) {
     bPod: { name: "rb1", ip: specs[1].ip },
     local: undefined,
     dataPlanePids: () => pids,
+    dataPlaneThreadsCpu: () => pids.reduce((s, p) => s + processCpuSeconds(p), 0),
     drops: undefined,
     info: { relayPids: pids, threadsPerRelay: 2 },
   };
@@ -459,6 +571,7 @@ async function ovsPath(world, tmp, hold) {
     bPod: { name: "ob1", ip: b1.ip },
     local: { name: "oa2", ip: a2.ip },
     dataPlanePids: ov.vswitchdPids,
+    dataPlaneThreadsCpu: () => ov.vswitchdPids().reduce((s, p) => s + processCpuSeconds(p), 0),
     drops: ov.socketDrops,
     info: {
       version: ov.version,
@@ -530,22 +643,90 @@ async function iperfWithCpu(world, t, clientNs, server, opts) {
  */
 async function measure(world, t, test, o) {
   if (test === "ping") {
+    const cpu0 = t.dataPlaneThreadsCpu?.();
+    const t0 = performance.now();
     const r = await ping(world, t.a, t.bPod.ip, {
       count: o.pingCount,
       intervalSec: o.pingInterval,
       timeoutSec: 1,
+      perReply: true,
     });
-    if (r.rttAvgMs === undefined) throw new Error(`${t.path}: no ping replies`);
+    const cpuPct = percentOfCore(t, cpu0, t0);
+    const rtts = r.rttsMs ?? [];
+    if (r.rttAvgMs === undefined || rtts.length === 0) throw new Error(`${t.path}: no ping replies`);
     const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(r.output);
     return {
-      value: r.rttAvgMs,
+      value: /** @type {number} */ (median(rtts)),
       detail: {
         sent: r.sent,
         received: r.received,
         lossPct: r.lossPct,
+        p99Ms: percentile(rtts, 99),
+        rttAvgMs: r.rttAvgMs,
         rttMinMs: rtt ? Number(rtt[1]) : undefined,
         rttMaxMs: rtt ? Number(rtt[3]) : undefined,
         rttMdevMs: rtt ? Number(rtt[4]) : undefined,
+        dataPlaneCpuPct: cpuPct,
+      },
+    };
+  }
+  if (test in RR) {
+    const { local, tcp } = RR[/** @type {keyof typeof RR} */ (test)];
+    const server = local ? t.local : t.bPod;
+    if (!server) return undefined;
+    const srv = await sockperfServer(world, server.name, server.ip, { tcp });
+    try {
+      const cpu0 = t.dataPlaneThreadsCpu?.();
+      const t0 = performance.now();
+      const r = await sockperfPingPong(world, t.a, server.ip, { tcp, seconds: o.duration, msgSize: 64 });
+      return {
+        value: r.medianUs,
+        detail: {
+          p99Us: r.p99Us,
+          avgUs: r.avgUs,
+          maxUs: r.maxUs,
+          transactionsPerSec: round(r.transactionsPerSec, 0),
+          observations: r.observations,
+          dataPlaneCpuPct: percentOfCore(t, cpu0, t0),
+        },
+      };
+    } finally {
+      await srv.stop();
+    }
+  }
+  if (test === "idle") {
+    if (!t.dataPlaneThreadsCpu) return undefined;
+    const s = o.idleSeconds;
+    // No traffic at all: nothing was sent for a second before it starts.
+    await sleep(1000);
+    let cpu0 = t.dataPlaneThreadsCpu();
+    let t0 = performance.now();
+    await sleep(s * 1000);
+    const quietPct = percentOfCore(t, cpu0, t0);
+    cpu0 = t.dataPlaneThreadsCpu();
+    t0 = performance.now();
+    await ping(world, t.a, t.bPod.ip, { count: s, intervalSec: 1, timeoutSec: 1 });
+    const onePingPct = percentOfCore(t, cpu0, t0);
+    const srv = await sockperfServer(world, t.b, t.bPod.ip, {});
+    let rr1000Pct;
+    let rr1000;
+    try {
+      cpu0 = t.dataPlaneThreadsCpu();
+      t0 = performance.now();
+      rr1000 = await sockperfPingPong(world, t.a, t.bPod.ip, { seconds: s, msgSize: 64, mps: 1000 });
+      rr1000Pct = percentOfCore(t, cpu0, t0);
+    } finally {
+      await srv.stop();
+    }
+    return {
+      value: /** @type {number} */ (quietPct),
+      detail: {
+        onePingPct,
+        rr1000Pct,
+        rr1000MedianUs: rr1000.medianUs,
+        rr1000P99Us: rr1000.p99Us,
+        rr1000TransactionsPerSec: round(rr1000.transactionsPerSec, 0),
+        phaseSeconds: s,
       },
     };
   }
@@ -597,6 +778,23 @@ async function measure(world, t, test, o) {
   };
 }
 
+/**
+ * The data plane's packet threads' CPU since `cpu0` (seconds, read at `t0`), as a percentage of
+ * one core; both nodes' threads together. Undefined for the kernel path.
+ * @param {Target} t @param {number | undefined} cpu0 @param {number} t0
+ */
+function percentOfCore(t, cpu0, t0) {
+  if (!t.dataPlaneThreadsCpu || cpu0 === undefined) return undefined;
+  const wall = (performance.now() - t0) / 1000;
+  return wall > 0 ? round(((t.dataPlaneThreadsCpu() - cpu0) / wall) * 100, 2) : undefined;
+}
+
+/** The nearest-rank percentile `p` of `xs`. @param {number[]} xs @param {number} p */
+function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
 /** The UDP receive-buffer overflow count of a namespace. @param {import("../dist/test/kit/netns/index.js").World} world @param {string} ns */
 async function udpRcvbufErrors(world, ns) {
   const r = await world.exec(ns, "nstat", ["-a", "-s", "-z", "UdpRcvbufErrors"], { allowFailure: true });
@@ -625,7 +823,11 @@ function progressNote(d) {
     parts.push(
       `lost ${d.lostPackets}/${d.sentPackets} (sender if drops ${d.senderIfDrops}, receiver rcvbuf ${d.receiverRcvbufErrors})`,
     );
-  if (typeof d.rttMaxMs === "number") parts.push(`min ${d.rttMinMs} max ${d.rttMaxMs} ms`);
+  if (typeof d.rttMaxMs === "number") parts.push(`p99 ${d.p99Ms} min ${d.rttMinMs} max ${d.rttMaxMs} ms`);
+  if (typeof d.p99Us === "number") parts.push(`p99 ${d.p99Us} us, ${d.transactionsPerSec}/s`);
+  if (typeof d.onePingPct === "number")
+    parts.push(`one ping/s ${d.onePingPct}%, 1,000 req/s ${d.rr1000Pct}%`);
+  if (typeof d.dataPlaneCpuPct === "number") parts.push(`data-plane threads ${d.dataPlaneCpuPct}% of a core`);
   const drops = /** @type {Record<string, number> | undefined} */ (d.drops);
   if (drops && Object.keys(drops).length > 0) parts.push(`drops ${JSON.stringify(drops)}`);
   return parts.length > 0 ? `  (${parts.join("; ")})` : "";
@@ -645,6 +847,8 @@ function fmt(x, unit) {
   if (unit === "ms") return x.toFixed(3);
   if (unit === "kpps") return x.toFixed(0);
   if (unit === "s/Gbit") return x.toFixed(3);
+  if (unit === "us") return x.toFixed(1);
+  if (unit === "1/s") return x.toFixed(0);
   return x.toFixed(2);
 }
 
@@ -679,6 +883,15 @@ function summarize(samples, paths, tests) {
       if (m !== undefined) medians[p] = m;
     }
     rows.push({ key: test, label: def.label, unit: def.unit, higherIsBetter: def.higherIsBetter, medians });
+    for (const [field, label, unit, higherIsBetter] of DETAIL_ROWS[test] ?? []) {
+      /** @type {Partial<Record<PathName, number>>} */
+      const more = {};
+      for (const p of paths) {
+        const m = med(p, test, (s) => /** @type {number | undefined} */ (s.detail[field]));
+        if (m !== undefined) more[p] = m;
+      }
+      rows.push({ key: `${test}.${field}`, label, unit, higherIsBetter, medians: more });
+    }
   }
   for (const test of /** @type {TestName[]} */ (["tcp1", "tcp4"])) {
     if (!tests.includes(test)) continue;
@@ -713,6 +926,8 @@ function table(rows, paths) {
   /** @type {[PathName, PathName][]} */
   const pairs = [
     ["switch", "kernel"],
+    ["switch0", "kernel"],
+    ["switch", "switch0"],
     ["naive", "kernel"],
     ["switch", "naive"],
     ["ovs", "kernel"],
@@ -745,7 +960,9 @@ async function main() {
     console.error("bench: needs root (network namespaces, TAP devices)");
     process.exit(2);
   }
-  for (const cmd of ["iperf3", "ping", "ip"]) {
+  const needs = ["iperf3", "ping", "ip"];
+  if (o.tests.some((t) => t in RR || t === "idle")) needs.push("sockperf");
+  for (const cmd of needs) {
     if (!onPath(cmd)) throw new Error(`bench: ${cmd} is not installed`);
   }
   if (o.paths.includes("naive") && !onPath("cc")) throw new Error("bench: cc is needed for the naive relay");
@@ -772,20 +989,21 @@ async function main() {
   );
   console.log(
     `bench: paths ${o.paths.join(", ")}; tests ${o.tests.join(", ")}; ${o.reps} rep(s) x ${o.duration} s` +
-      `; UDP at -b ${o.udpRate / 1e6}M -l 64; ping ${o.pingCount} x ${o.pingInterval} s`,
+      `; UDP at -b ${o.udpRate / 1e6}M -l 64; ping ${o.pingCount} x ${o.pingInterval} s` +
+      `; switch poll window ${o.pollUs === undefined ? "default" : `${o.pollUs} us`}`,
   );
   console.log(`bench: open vswitch ${ovs}`);
 
   /** @type {import("../dist/test/kit/netns/index.js").World | undefined} */
   let world;
-  /** @type {{ overlay?: import("../dist/test/kit/netns/index.js").SwitchedOverlay, ovs?: import("./ovs.mjs").OvsOverlay }} */
-  const hold = {};
+  /** @type {{ overlays: import("../dist/test/kit/netns/index.js").SwitchedOverlay[], ovs?: import("./ovs.mjs").OvsOverlay }} */
+  const hold = { overlays: [] };
   let tmp;
   let cleaning;
   const cleanup = async () => {
     cleaning ??= (async () => {
       try {
-        hold.overlay?.close();
+        for (const ov of hold.overlays) ov.close();
       } finally {
         try {
           // The OVS daemons by pid, ovs-vswitchd before its database; destroy() is the fallback
@@ -820,8 +1038,8 @@ async function main() {
       const t =
         p === "kernel"
           ? await kernelPath(world)
-          : p === "switch"
-            ? await switchPath(world, hold)
+          : p === "switch" || p === "switch0"
+            ? await switchPath(world, hold, o.pollUs, p)
             : p === "naive"
               ? await naivePath(world, compileRelay(tmp))
               : await ovsPath(world, tmp, hold);
@@ -879,6 +1097,8 @@ async function main() {
         udpPayloadBytes: 64,
         pingCount: o.pingCount,
         pingIntervalSec: o.pingInterval,
+        idlePhaseSec: o.idleSeconds,
+        switchPollUs: o.pollUs ?? "default",
       },
       openVSwitch: ovs,
       paths: pathInfo,

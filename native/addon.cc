@@ -139,7 +139,8 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
         !GetNumber(o, "port", limits::kUdpPort, &c.port) || !GetString(o, "netns", &c.netns) ||
         !GetNumber(o, "workers", limits::kWorkers, &c.workers) ||
         !GetBool(o, "offloads", &c.offloads) ||
-        !GetNumber(o, "underlayMtu", limits::kMtu, &c.underlay_mtu))
+        !GetNumber(o, "underlayMtu", limits::kMtu, &c.underlay_mtu) ||
+        !GetNumber(o, "pollUs", limits::kPollUs, &c.poll_us))
       return;
     std::string err;
     sw_ = Switch::Create(c, &err);
@@ -346,6 +347,10 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     u.Set("txSends", static_cast<double>(s.tx_sends));
     u.Set("coalescedWrites", static_cast<double>(s.coalesced_writes));
     out.Set("underlay", u);
+    Napi::Object th = Napi::Object::New(env);
+    th.Set("polledBatches", static_cast<double>(s.polled_batches));
+    th.Set("wokenBatches", static_cast<double>(s.woken_batches));
+    out.Set("threads", th);
     return out;
   }
 
@@ -361,6 +366,8 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     o.Set("udpGro", f.udp_gro);
     o.Set("multiQueue", f.multi_queue);
     o.Set("workers", f.workers);
+    o.Set("pollUs", f.poll_us);
+    o.Set("kernelBusyPoll", f.kernel_busy_poll);
     return o;
   }
 

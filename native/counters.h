@@ -38,6 +38,8 @@ struct alignas(64) WorkerCounters {
   Counter drops[kNumDrops] = {};
   Counter rx_datagrams{0}, rx_bytes{0}, tx_datagrams{0}, tx_bytes{0}, tx_sends{0};
   Counter coalesced_writes{0};
+  // Batches of work the thread found while polling after its last one, and after sleeping.
+  Counter polled_batches{0}, woken_batches{0};
 
   void Count(Drop d, uint64_t n = 1) { Bump(drops[static_cast<size_t>(d)], n); }
 };

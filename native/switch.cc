@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "poll.h"
 #include "tap.h"
 #include "worker.h"
 
@@ -27,8 +28,15 @@ std::unique_ptr<Switch> Switch::Create(const SwitchConfig& config, std::string* 
   *err = OpenUnderlay(spec, &sw->sockets_);
   if (!err->empty()) return nullptr;
   bool uso = config.offloads && TapSupportsUso();
-  sw->features_ = Features{true, config.offloads, uso, sw->sockets_.gso, sw->sockets_.gro,
-                           true, config.workers};
+  sw->features_ = Features{true,
+                           config.offloads,
+                           uso,
+                           sw->sockets_.gso,
+                           sw->sockets_.gro,
+                           true,
+                           config.workers,
+                           config.poll_us,
+                           KernelHasEpollBusyPoll()};
   Tables initial;
   initial.ports = BuildPortTable(*sw->ports_);
   initial.remotes = sw->remotes_.current();
@@ -280,6 +288,8 @@ CounterSnapshot Switch::Counters() {
     s.tx_bytes += c.tx_bytes.load();
     s.tx_sends += c.tx_sends.load();
     s.coalesced_writes += c.coalesced_writes.load();
+    s.polled_batches += c.polled_batches.load();
+    s.woken_batches += c.woken_batches.load();
   }
   qsbr_.Reclaim();
   return s;

@@ -26,6 +26,8 @@ struct SwitchConfig {
   int workers = 1;
   bool offloads = true;
   int underlay_mtu = 1500;
+  // Bound of each packet thread's adaptive poll window (poll.h), microseconds; 0 = off.
+  uint32_t poll_us = 0;
 };
 
 struct PortConfig {
@@ -50,11 +52,14 @@ struct CounterSnapshot {
   std::vector<PortCounterSnapshot> ports;
   uint64_t drops[kNumDrops];
   uint64_t rx_datagrams, rx_bytes, tx_datagrams, tx_bytes, tx_sends, coalesced_writes;
+  uint64_t polled_batches, woken_batches;
 };
 
 struct Features {
   bool vnet_hdr, tso, uso, udp_gso, udp_gro, multi_queue;
   int workers;
+  uint32_t poll_us;       // the adaptive poll window's bound; 0 = off
+  bool kernel_busy_poll;  // the kernel has epoll busy-poll parameters (probed, not used)
 };
 
 class Switch {
@@ -99,6 +104,7 @@ class Switch {
   TokenBucket& bucket(uint32_t slot) { return buckets_[slot]; }
   uint16_t vxlan_port() const { return config_.port; }
   int underlay_mtu() const { return config_.underlay_mtu; }
+  uint32_t poll_us() const { return config_.poll_us; }
 
  private:
   explicit Switch(const SwitchConfig& config);

@@ -6,8 +6,9 @@
 //   underlay readable  -> FromUnderlay(): peer check, VXLAN decap, VNI policy, answer ARP,
 //                                      Coalescer -> local port
 //
-// It reads the switch's tables through Qsbr: online while it works, offline while it sleeps in
-// epoll_wait. It never allocates, locks or calls into Node on this path.
+// It reads the switch's tables through Qsbr: online while it works, offline while it polls or
+// sleeps in epoll_wait. After a batch it keeps looking for more for a short self-tuned window
+// before it sleeps (poll.h). It never allocates, locks or calls into Node on this path.
 #pragma once
 
 #include <sys/epoll.h>
@@ -20,6 +21,7 @@
 
 #include "coalesce.h"
 #include "encap.h"
+#include "poll.h"
 #include "tables.h"
 
 namespace overlay {
@@ -91,6 +93,7 @@ class Worker {
   WorkerCounters& c_;
   Encapsulator encap_;
   Coalescer coalesce_;
+  PollWindow poll_;
   std::unique_ptr<uint8_t[]> tap_mem_;
   uint8_t* tap_bufs_[kTapBuffers];
   int tap_used_ = 0;          // buffers [0, tap_used_) are referenced by queued datagrams

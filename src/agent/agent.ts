@@ -46,6 +46,8 @@ export interface AgentOptions {
   underlayMtu?: number;
   workers?: number;
   offloads?: boolean;
+  /** The switch's adaptive poll window bound, microseconds (SwitchOptions.pollUs); 0 = off. */
+  pollUs?: number;
   leaseTtlSeconds?: number;
   /** How long to wait after a change before reprogramming, to batch bursts of events. */
   debounceMs?: number;
@@ -73,6 +75,8 @@ export interface AgentStatus {
   /** Switch ports: pods ("namespace/pod") and the node's gateway ports (by device name). */
   ports: { id: number; kind: "pod" | "gateway"; name: string; network: string }[];
   offloads: Offload[];
+  /** The switch's adaptive poll window bound, microseconds; 0 when off or not running. */
+  pollUs: number;
 }
 
 export class Agent {
@@ -119,6 +123,7 @@ export class Agent {
         underlayIp: opts.underlayIp,
         managementCidr: opts.managementCidr,
         offloads: this.offloads(),
+        pollUs: this.sw?.features().pollUs,
       }),
       this.log,
     );
@@ -178,6 +183,7 @@ export class Agent {
       peers: this.reconciler.peerCount,
       ports,
       offloads: this.offloads(),
+      pollUs: this.sw?.features().pollUs ?? 0,
     };
   }
 
@@ -188,6 +194,7 @@ export class Agent {
       underlayMtu: o.underlayMtu ?? 1500,
       workers: o.workers ?? 2,
       offloads: o.offloads ?? true,
+      ...(o.pollUs === undefined ? {} : { pollUs: o.pollUs }),
     });
     this.log.info({ features: this.sw.features() }, "switch started");
     await this.lease.register();

@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
-import { switchLimits } from "../dataplane/switch.js";
+import { DEFAULT_POLL_US, switchLimits } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
@@ -34,6 +34,13 @@ function workerCount(value: string): number {
   const n = Number(value);
   const max = switchLimits().workers.max;
   if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`expected 1..${max}`);
+  return n;
+}
+
+function pollMicroseconds(value: string): number {
+  const n = Number(value);
+  const { min, max } = switchLimits().pollUs;
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${min}..${max}`);
   return n;
 }
 
@@ -68,6 +75,12 @@ async function main(): Promise<void> {
     )
     .option("--no-offloads", "do not ask TAP devices for TCP super-frames")
     .option(
+      "--poll-us <us>",
+      "bound of the packet threads' adaptive poll window after traffic, microseconds; 0 = off",
+      pollMicroseconds,
+      DEFAULT_POLL_US,
+    )
+    .option(
       "--metrics-listen <ip:port>",
       "serve Prometheus metrics at http://IP:PORT/metrics (default: off)",
       listenAddress,
@@ -84,6 +97,7 @@ async function main(): Promise<void> {
     leaseTtl: number;
     gcGrace: number;
     offloads: boolean;
+    pollUs: number;
     metricsListen?: { host: string; port: number };
     logLevel: string;
   }>();
@@ -111,6 +125,7 @@ async function main(): Promise<void> {
     underlayMtu: local.mtu,
     workers: o.workers,
     offloads: o.offloads,
+    pollUs: o.pollUs,
     leaseTtlSeconds: o.leaseTtl,
     gcGraceMs: o.gcGrace * 1000,
   });

@@ -188,6 +188,26 @@ export function createMetrics(source: MetricsSource): Registry {
     },
   });
   new Gauge({
+    name: "overlay_poll_window_bound_microseconds",
+    help: "The bound of the packet threads' adaptive poll window after traffic; 0 = off",
+    registers: [registry],
+    collect() {
+      this.set(source.state().pollUs);
+    },
+  });
+  mirror(
+    registry,
+    "overlay_thread_batches_total",
+    "Batches of work the packet threads found, by how: while polling after the last batch, or woken from a sleep",
+    ["found"] as const,
+    (set) => {
+      const c = source.counters();
+      if (c === undefined) return;
+      set({ found: "polling" }, c.threads.polledBatches);
+      set({ found: "woken" }, c.threads.wokenBatches);
+    },
+  );
+  new Gauge({
     name: "overlay_offload_active",
     help: "1 for each data-plane offload the switch found and uses, 0 for the others",
     labelNames: ["offload"] as const,

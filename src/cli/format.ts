@@ -167,6 +167,14 @@ export interface NodeView {
   blocks: { network: string; cidr: string; gateway: string }[];
 }
 
+/** The OFFLOADS cell: the offloads, and the adaptive poll window's bound when it is on. */
+function offloadsCell(node: NodeView["node"]): string {
+  const all: string[] = [...(node.offloads ?? [])];
+  if (node.pollUs !== undefined && node.pollUs > 0) all.push(`adaptive-poll<=${node.pollUs}us`);
+  if (all.length === 0) return node.offloads === undefined && node.pollUs === undefined ? "-" : "none";
+  return all.join(",");
+}
+
 export function nodes(list: readonly NodeView[], format: OutputFormat): string {
   if (format === "json") {
     return json(
@@ -175,6 +183,7 @@ export function nodes(list: readonly NodeView[], format: OutputFormat): string {
         underlayIp: v.node.underlayIp,
         managementCidr: v.node.managementCidr ?? null,
         offloads: v.node.offloads ?? null,
+        pollUs: v.node.pollUs ?? null,
         registeredAt: v.node.registeredAt,
         blocks: v.blocks,
       })),
@@ -187,7 +196,7 @@ export function nodes(list: readonly NodeView[], format: OutputFormat): string {
       v.node.underlayIp,
       v.node.managementCidr ?? "-",
       v.blocks.length === 0 ? "-" : v.blocks.map((b) => b.cidr).join(","),
-      v.node.offloads === undefined ? "-" : v.node.offloads.length === 0 ? "none" : v.node.offloads.join(","),
+      offloadsCell(v.node),
     ]),
   );
 }

@@ -39,6 +39,8 @@ export interface NativeLimits {
   nameLength: NativeRange;
   /** A port's upper bandwidth limit, bit/s; 0 = none. */
   rateBitsPerSec: NativeRange;
+  /** The bound of a packet thread's adaptive poll window, microseconds; 0 = off. */
+  pollUs: NativeRange;
 }
 
 export interface NativeSwitchOptions {
@@ -61,6 +63,13 @@ export interface NativeSwitchOptions {
   offloads: boolean;
   /** Underlay MTU, in limits().mtu; non-GSO inner frames above it minus 50 are dropped as oversize. */
   underlayMtu: number;
+  /**
+   * Bound of each packet thread's adaptive poll window, microseconds, in limits().pollUs; 0 = off.
+   * After a batch of work a thread keeps looking for more, for a window fitted to the gaps it
+   * has seen (at most this), before it sleeps; never after a wake-up with nothing to do
+   * (native/poll.h).
+   */
+  pollUs: number;
 }
 
 export interface NativePortSpec {
@@ -128,6 +137,8 @@ export interface NativeCounters {
     /** TAP writes that carried more than one coalesced TCP segment. */
     coalescedWrites: number;
   };
+  /** The packet threads' batches of work: found while polling after the last one, or after sleeping. */
+  threads: { polledBatches: number; wokenBatches: number };
 }
 
 export interface NativeFeatures {
@@ -139,6 +150,10 @@ export interface NativeFeatures {
   udpGro: boolean;
   multiQueue: boolean;
   workers: number;
+  /** The adaptive poll window's bound, microseconds (NativeSwitchOptions.pollUs); 0 = off. */
+  pollUs: number;
+  /** The kernel has epoll busy-poll parameters (EPIOCSPARAMS, Linux 6.9+): probed and reported, not used. */
+  kernelBusyPoll: boolean;
 }
 
 /** Port ids (`id`) are in limits().portId, VNIs in limits().vni, rates in limits().rateBitsPerSec. */

@@ -21,6 +21,14 @@ export type {
 } from "./native.js";
 import { IFNAME_RE, MAC_RE } from "./names.js";
 
+/**
+ * The default bound of a packet thread's adaptive poll window, microseconds (SwitchOptions.pollUs,
+ * native/poll.h): above a round trip across nodes on a loaded machine, so request/response
+ * traffic keeps its threads awake, and small enough that the spin after a burst's last batch
+ * costs nothing a quiet node notices.
+ */
+export const DEFAULT_POLL_US = 100;
+
 /** The VXLAN port assigned by IANA (RFC 7348 section 5). */
 export const VXLAN_PORT = 4789;
 /**
@@ -85,6 +93,11 @@ export interface SwitchOptions {
   offloads?: boolean;
   /** In switchLimits().mtu; default 1500. */
   underlayMtu?: number;
+  /**
+   * Bound of each packet thread's adaptive poll window, microseconds, in switchLimits().pollUs;
+   * default DEFAULT_POLL_US; 0 turns polling off (threads sleep as soon as a batch is done).
+   */
+  pollUs?: number;
 }
 
 export interface PortOptions {
@@ -184,6 +197,7 @@ export class Switch {
     const workers = checkLimit(options.workers ?? 2, "workers", "workers");
     checkOptional(options.offloads, "boolean", "offloads");
     this.underlayMtu = checkLimit(options.underlayMtu ?? 1500, "underlayMtu", "mtu");
+    const pollUs = checkLimit(options.pollUs ?? DEFAULT_POLL_US, "pollUs", "pollUs");
     const { Switch: NativeSwitchClass } = loadNative();
     this.native = new NativeSwitchClass({
       underlayIp: options.underlayIp,
@@ -192,6 +206,7 @@ export class Switch {
       workers,
       offloads: options.offloads ?? true,
       underlayMtu: this.underlayMtu,
+      pollUs,
     });
   }
 

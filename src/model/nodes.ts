@@ -25,6 +25,7 @@ export interface RegisterNodeInput {
   underlayIp: string;
   managementCidr?: string;
   offloads?: Offload[];
+  pollUs?: number;
 }
 
 export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
@@ -50,6 +51,7 @@ export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
     record.managementCidr = formatCidr({ address: networkAddress(cidr), prefixLength: cidr.prefixLength });
   }
   if (input.offloads !== undefined) record.offloads = [...input.offloads];
+  if (input.pollUs !== undefined) record.pollUs = input.pollUs;
   return record;
 }
 

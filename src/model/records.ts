@@ -99,6 +99,12 @@ export interface NodeRecord {
   managementCidr?: string;
   /** The data-plane offloads the node's switch found and uses (reported, not configured). */
   offloads?: Offload[];
+  /**
+   * The bound of the switch's adaptive poll window, microseconds; 0 = its packet threads sleep as
+   * soon as a batch is done (reported, not configured). A field of its own rather than an entry
+   * of `offloads`, whose readers refuse names they do not know.
+   */
+  pollUs?: number;
   registeredAt: string;
 }
 
@@ -311,6 +317,7 @@ export function parseNode(kv: Pick<KeyValue, "key" | "value">): Parsed<NodeRecor
     const mgmt = f.optStr("managementCidr");
     if (mgmt !== undefined) rec.managementCidr = mgmt;
     if (f.has("offloads")) rec.offloads = f.listOf("offloads", OFFLOADS);
+    if (f.has("pollUs")) rec.pollUs = f.int("pollUs", 0, 1_000_000);
     return rec;
   });
 }

@@ -75,6 +75,8 @@ export class FakeSwitch implements AgentSwitch {
       udpGro: false,
       multiQueue: false,
       workers: 1,
+      pollUs: 0,
+      kernelBusyPoll: false,
     };
   }
   counters(): ReturnType<AgentSwitch["counters"]> {
@@ -82,6 +84,7 @@ export class FakeSwitch implements AgentSwitch {
       ports: [],
       drops: {},
       underlay: { rxDatagrams: 0, rxBytes: 0, txDatagrams: 0, txBytes: 0, txSends: 0, coalescedWrites: 0 },
+      threads: { polledBatches: 0, wokenBatches: 0 },
     };
   }
   close(): void {

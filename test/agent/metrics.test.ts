@@ -69,6 +69,9 @@ describe.skipIf(skip !== undefined)("overlayd metrics", () => {
     expect(ports.find((s) => s.labels.kind === "pod")?.value).toBe(1);
     expect(ports.find((s) => s.labels.kind === "gateway")?.value).toBe(1);
     expect(samples(body, "overlay_offload_active").find((s) => s.labels.offload === "tso")?.value).toBe(1);
+    expect(samples(body, "overlay_poll_window_bound_microseconds")[0]?.value).toBe(100);
+    const found = samples(body, "overlay_thread_batches_total").map((s) => s.labels.found);
+    expect(found).toEqual(expect.arrayContaining(["polling", "woken"]));
     const rss = samples(body, "process_resident_memory_bytes")[0]?.value ?? 0;
     expect(rss).toBeGreaterThan(10e6);
     expect(rss).toBeLessThan(150e6);

@@ -438,6 +438,7 @@ describe("dctl perf-tier and node", () => {
       underlayIp: "10.1.0.76",
       managementCidr: "10.1.0.0/24",
       offloads: ["tso", "udp-gso", "udp-gro"],
+      pollUs: 100,
     });
     await registerNode(store, { name: "appserv78", underlayIp: "10.1.0.78" });
     await ok("network", "overlay", "create", "red", "-s", "172.30.0.0/16");
@@ -450,12 +451,13 @@ describe("dctl perf-tier and node", () => {
     });
     expect(cells(await ok("node", "list"))).toEqual([
       ["NAME", "UNDERLAY-IP", "MANAGEMENT-NETWORK", "BLOCKS", "OFFLOADS"],
-      ["appserv76", "10.1.0.76", "10.1.0.0/24", "172.30.0.0/24", "tso,udp-gso,udp-gro"],
+      ["appserv76", "10.1.0.76", "10.1.0.0/24", "172.30.0.0/24", "tso,udp-gso,udp-gro,adaptive-poll<=100us"],
       ["appserv78", "10.1.0.78", "-", "-", "-"],
     ]);
     expect(JSON.parse(await ok("node", "list", "-o", "json"))[0]).toMatchObject({
       name: "appserv76",
       offloads: ["tso", "udp-gso", "udp-gro"],
+      pollUs: 100,
       blocks: [{ network: "red", cidr: "172.30.0.0/24", gateway: "172.30.0.1" }],
     });
   });

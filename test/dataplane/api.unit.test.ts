@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNative } from "../../src/dataplane/load.js";
 import { Probe } from "../../src/dataplane/probe.js";
 import {
+  DEFAULT_POLL_US,
   Switch,
   VXLAN_OVERHEAD,
   switchLimits,
@@ -96,6 +97,9 @@ describe("limits, on a switch bound to 127.0.0.1", () => {
     for (const underlayMtu of [l.mtu.min - 1, l.mtu.max + 1]) {
       expectRefused(() => new Switch({ ...options, underlayMtu }), "mtu", `underlayMtu ${underlayMtu}`);
     }
+    for (const pollUs of [l.pollUs.min - 1, l.pollUs.max + 1]) {
+      expectRefused(() => new Switch({ ...options, pollUs }), "pollUs", `pollUs ${pollUs}`);
+    }
 
     const sw = await localSwitch();
     const long = "n".repeat(l.nameLength.max + 1);
@@ -137,6 +141,10 @@ describe("limits, on a switch bound to 127.0.0.1", () => {
     for (const underlayMtu of [l.mtu.min, l.mtu.max]) {
       expect((await localSwitch({ underlayMtu })).underlayMtu).toBe(underlayMtu);
     }
+    for (const pollUs of [l.pollUs.min, l.pollUs.max]) {
+      expect((await localSwitch({ pollUs })).features().pollUs).toBe(pollUs);
+    }
+    expect((await localSwitch()).features().pollUs).toBe(DEFAULT_POLL_US);
     const sw = await localSwitch();
     expect(sw.reaches(l.vni.min, l.vni.max)).toBe(false);
     sw.setGlobalVnis([l.vni.min, l.vni.max]);
@@ -159,8 +167,10 @@ describe("limits, on a switch bound to 127.0.0.1", () => {
       workers: 1,
       offloads: true,
       underlayMtu: 1500,
+      pollUs: 0,
     };
     expect(() => new native.Switch({ ...ok, workers: l.workers.max + 1 })).toThrow(RangeError);
+    expect(() => new native.Switch({ ...ok, pollUs: l.pollUs.max + 1 })).toThrow(/limits\(\)\.pollUs/);
     expect(() => new native.Switch({ ...ok, workers: l.workers.max + 1 })).toThrow(/limits\(\)\.workers/);
     expect(() => new native.Switch({ ...ok, port: l.udpPort.min - 1 })).toThrow(/limits\(\)\.udpPort/);
     expect(() => new native.Switch({ ...ok, underlayMtu: 1500.5 })).toThrow(RangeError);

@@ -7,6 +7,10 @@
  *      as UDP GSO; received segments merged into GSO TAP writes.
  *  (b) offloads on, peers not checksummed: segmented and sent as UDP GSO; delivered one by one.
  *  (c) offloads off, peers not checksummed: wire-sized frames, one datagram per send, no merging.
+ *
+ * The packet threads poll after traffic (the default window) in (a) and (c), and do not in (b)
+ * and (d), path (a) again with polling off: how a thread finds its next batch must not change
+ * what it carries.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -31,12 +35,25 @@ interface Mode {
   title: string;
   offloads: boolean;
   checksummed: boolean;
+  /** The Switch's pollUs; undefined = its default (polling on). */
+  pollUs?: number;
 }
 
 const MODES: Mode[] = [
   { title: "(a) offloads on, checksummed peers: segmented and coalesced", offloads: true, checksummed: true },
-  { title: "(b) offloads on, peers not checksummed: segmented only", offloads: true, checksummed: false },
+  {
+    title: "(b) offloads on, peers not checksummed: segmented only; polling off",
+    offloads: true,
+    checksummed: false,
+    pollUs: 0,
+  },
   { title: "(c) offloads off, peers not checksummed: neither", offloads: false, checksummed: false },
+  {
+    title: "(d) as (a), polling off: segmented and coalesced",
+    offloads: true,
+    checksummed: true,
+    pollUs: 0,
+  },
 ];
 
 /** Sender's pod, receiver's pod. */
@@ -104,10 +121,10 @@ describe.skipIf(skip !== undefined)("TCP transfer integrity across two nodes", (
 
   for (const mode of MODES) describe(mode.title, () => modeSuite(mode));
 
-  function modeSuite({ offloads, checksummed }: Mode): void {
+  function modeSuite({ offloads, checksummed, pollUs }: Mode): void {
     const { world: w, ov: o } = useSwitchedOverlay(
       {
-        switchOptions: { offloads },
+        switchOptions: pollUs === undefined ? { offloads } : { offloads, pollUs },
         pods: [
           { node: 0, name: "p1", ip: "172.30.1.2", vni: VNI },
           { node: 1, name: "p2", ip: "172.30.2.2", vni: VNI },
@@ -148,6 +165,7 @@ describe.skipIf(skip !== undefined)("TCP transfer integrity across two nodes", (
     it("runs with the offloads the mode names", () => {
       const f = o().switchOf("p1").features();
       expect(f.tso).toBe(offloads);
+      if (pollUs !== undefined) expect(f.pollUs).toBe(pollUs);
       // Without UDP GSO the switch would send one datagram per segment: (a) and (b) need it.
       if (offloads) expect(f.udpGso).toBe(true);
     });

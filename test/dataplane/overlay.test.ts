@@ -3,7 +3,9 @@
  * real ping and iperf3 within a node and across nodes, VNI isolation and its changes.
  * Every case runs twice: with TAP offloads on (TCP super-frames, cut into segments by the switch
  * and sent with UDP GSO) and off (the pods' kernels hand over wire-sized frames), so a change
- * to either path cannot break forwarding or isolation unnoticed.
+ * to either path cannot break forwarding or isolation unnoticed. With offloads on the packet
+ * threads poll after traffic (the default window), with them off they do not (pollUs 0), so
+ * both ways a thread finds its next batch are exercised too.
  */
 import { describe, expect, it } from "vitest";
 import { iperf3, linkStats, ping, pingUntil, startCapture } from "../kit/netns/index.js";
@@ -15,21 +17,25 @@ const RED = 100;
 const BLUE = 200;
 const SHARED = 300;
 
-/** The Switch option `offloads`, as named in the test titles. */
+/** The Switch option `offloads`, as named in the test titles, and the poll window bound with it. */
 const MODES = [
-  ["on", true],
-  ["off", false],
+  ["on, polling on", true, undefined],
+  ["off, polling off", false, 0],
 ] as const;
 
 // Each mode builds a world of its own, so the two modes run side by side; within a mode the
 // cases run in order (they share pods and change VNIs).
-describe.skipIf(skip !== undefined).each(MODES)("offloads %s", { concurrent: true }, (_, offloads) => {
-  describe.sequential("switch overlay across two nodes", () => overlaySuite(offloads));
-});
+describe.skipIf(skip !== undefined).each(MODES)(
+  "offloads %s",
+  { concurrent: true },
+  (_, offloads, pollUs) => {
+    describe.sequential("switch overlay across two nodes", () => overlaySuite(offloads, pollUs));
+  },
+);
 
-function overlaySuite(offloads: boolean): void {
+function overlaySuite(offloads: boolean, pollUs: number | undefined): void {
   const { world: w, ov: o } = useSwitchedOverlay({
-    switchOptions: { offloads },
+    switchOptions: pollUs === undefined ? { offloads } : { offloads, pollUs },
     pods: [
       { node: 0, name: "a1", ip: "172.30.1.2", vni: RED },
       { node: 0, name: "a2", ip: "172.30.1.3", vni: RED },

@@ -115,4 +115,13 @@ describe("records", () => {
     expect(bad.ok).toBe(false);
     expect(!bad.ok && bad.problem.problem).toContain("offloads");
   });
+
+  it("reads a node's reported poll window bound; a record without one has none", () => {
+    const node = { schemaVersion: 1, name: "n1", underlayIp: "10.0.0.1", registeredAt: "t" };
+    const r = parseNode({ key: "k", value: JSON.stringify({ ...node, pollUs: 100 }) });
+    expect(r.ok && r.value.pollUs).toBe(100);
+    const none = parseNode({ key: "k", value: JSON.stringify(node) });
+    expect(none.ok && none.value.pollUs).toBeUndefined();
+    expect(parseNode({ key: "k", value: JSON.stringify({ ...node, pollUs: -1 }) }).ok).toBe(false);
+  });
 });

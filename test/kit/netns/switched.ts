@@ -30,8 +30,22 @@ export interface SwitchedOverlayOptions {
   pods: SwitchPodSpec[];
   /** Prefix length of the pod pool; default 16. */
   poolPrefixLen?: number;
-  /** Passed to every Switch (underlayIp, netns and underlayMtu are set from the cluster). */
+  /**
+   * Passed to every Switch (underlayIp, netns and underlayMtu are set from the cluster). Without
+   * `pollUs`, the environment's OVERLAY_TEST_POLL_US is used when set (so a whole suite can be
+   * run with polling off: OVERLAY_TEST_POLL_US=0), else the Switch's default.
+   */
   switchOptions?: Omit<SwitchOptions, "underlayIp" | "netns" | "underlayMtu">;
+}
+
+/** OVERLAY_TEST_POLL_US as a number, or undefined when unset; a bad value throws. */
+function pollUsFromEnv(): number | undefined {
+  const v = process.env.OVERLAY_TEST_POLL_US;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new RangeError(`OVERLAY_TEST_POLL_US must be an integer >= 0, got ${v}`);
+  return n;
 }
 
 export class SwitchedOverlay {
@@ -105,8 +119,10 @@ export async function buildSwitchedOverlay(
   const overlay = new SwitchedOverlay(cluster, nodes, pods);
   try {
     for (const info of cluster.nodes) {
+      const pollUs = options.switchOptions?.pollUs ?? pollUsFromEnv();
       const sw = new Switch({
         ...options.switchOptions,
+        ...(pollUs === undefined ? {} : { pollUs }),
         underlayIp: info.underlayIp,
         netns: info.nsPath,
         underlayMtu: cluster.underlayMtu,
