@@ -16,7 +16,7 @@
  */
 import type { Logger } from "pino";
 import { Switch, VXLAN_OVERHEAD, type SwitchOptions } from "../dataplane/switch.js";
-import type { Offload } from "../model/records.js";
+import type { EndpointRecord, Offload } from "../model/records.js";
 import type { Store } from "../store/store.js";
 import { DepartedNodeGc } from "./gc.js";
 import { Gateways } from "./gateways.js";
@@ -28,7 +28,7 @@ import type { AgentRequest, AgentResponse } from "./protocol.js";
 import { Reconciler } from "./reconcile.js";
 import { CniRequests } from "./requests.js";
 import { AgentServer } from "./server.js";
-import type { RecordChange } from "./cluster.js";
+import type { ClusterRecords, RecordChange } from "./cluster.js";
 import { ClusterView } from "./view.js";
 
 /** How often, about, everything is compared again under the per-event updates (a safety net). */
@@ -73,6 +73,15 @@ export interface AgentStatus {
   offloads: Offload[];
 }
 
+export interface AgentInspection {
+  node: string;
+  /** The cluster as the agent follows it; undefined before start. */
+  records: ClusterRecords | undefined;
+  pods: { id: number; vni: number; endpoint: EndpointRecord }[];
+  leaseRenewedAt: number | undefined;
+  leaseTtlSeconds: number;
+}
+
 export class Agent {
   private readonly log: Logger;
   private readonly deps: AgentDeps;
@@ -95,6 +104,7 @@ export class Agent {
   private readonly gcGraceMs: number;
   private ready = false;
   private stopped = false;
+  private apiAddress: string | undefined;
   readonly podMtu: number;
 
   constructor(
@@ -117,6 +127,7 @@ export class Agent {
         underlayIp: opts.underlayIp,
         managementCidr: opts.managementCidr,
         offloads: this.offloads(),
+        ...(this.apiAddress === undefined ? {} : { apiAddress: this.apiAddress }),
       }),
       this.log,
     );
@@ -154,6 +165,24 @@ export class Agent {
   /** The switch, for metrics; undefined before start and after stop. */
   get dataplane(): AgentSwitch | undefined {
     return this.sw;
+  }
+
+  /** Publishes where the operator API is served (IPV4:PORT) in the node record; before start. */
+  setApiAddress(address: string): void {
+    this.apiAddress = address;
+  }
+
+  /** What the operator API (api.ts) reads besides state(): the records, this node's pods, the lease. */
+  inspection(): AgentInspection {
+    const pods: AgentInspection["pods"] = [];
+    for (const [, p] of this.ports.all()) pods.push({ id: p.id, vni: p.vni, endpoint: p.endpoint });
+    return {
+      node: this.opts.node,
+      records: this.view?.records,
+      pods,
+      leaseRenewedAt: this.lease.renewedAt,
+      leaseTtlSeconds: this.opts.leaseTtlSeconds ?? 10,
+    };
   }
 
   /** What the agent has programmed, for metrics; read on demand, never on the packet path. */

@@ -9,10 +9,11 @@ import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
-import { switchLimits } from "../dataplane/switch.js";
+import { switchLimits, type Switch } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
+import { OperatorApi } from "./api.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
     .option("--no-offloads", "do not ask TAP devices for TCP super-frames")
     .option(
       "--metrics-listen <ip:port>",
-      "serve Prometheus metrics at http://IP:PORT/metrics (default: off)",
+      "serve Prometheus metrics at http://IP:PORT/metrics and the operator API for dctl (default: off)",
       listenAddress,
     )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
@@ -126,6 +127,31 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // Metrics and the operator API (api.ts) listen before the agent registers, so that the node
+  // record can say where: the listening address, or the underlay address for 0.0.0.0.
+  let api: OperatorApi | undefined;
+  if (o.metricsListen) {
+    const registry = createMetrics({
+      state: () => agent.state(),
+      counters: () => agent.dataplane?.counters(),
+    });
+    api = new OperatorApi({
+      state: () => agent.state(),
+      inspection: () => agent.inspection(),
+      // The real switch (no fakes here), which the API inspects beyond AgentSwitch.
+      dataplane: () => agent.dataplane as Switch | undefined,
+    });
+    try {
+      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, api);
+      server.unref();
+      const { host, port } = o.metricsListen;
+      agent.setApiAddress(`${host === "0.0.0.0" ? o.underlayIp : host}:${port}`);
+      logger.info({ address: metricsAddress(server) }, "metrics and the operator API served");
+    } catch (err) {
+      // The network works without metrics: say so, and go on.
+      logger.error({ err: String(err) }, "cannot serve metrics");
+    }
+  }
   try {
     await agent.start();
   } catch (err) {
@@ -137,20 +163,7 @@ async function main(): Promise<void> {
     await store.close().catch(() => undefined);
     process.exit(1);
   }
-  if (o.metricsListen) {
-    const registry = createMetrics({
-      state: () => agent.state(),
-      counters: () => agent.dataplane?.counters(),
-    });
-    try {
-      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port);
-      server.unref();
-      logger.info({ address: metricsAddress(server) }, "metrics served at /metrics");
-    } catch (err) {
-      // The network works without metrics: say so, and go on.
-      logger.error({ err: String(err) }, "cannot serve metrics");
-    }
-  }
+  api?.start();
 }
 
 void main();

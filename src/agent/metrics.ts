@@ -4,7 +4,7 @@
  * when scraped, from the switch's counters and the agent's status: nothing is counted twice and
  * nothing runs on the packet path.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { SwitchCounters } from "../dataplane/switch.js";
@@ -200,9 +200,18 @@ export function createMetrics(source: MetricsSource): Registry {
   return registry;
 }
 
-/** Serves `registry` at GET /metrics on host:port; resolves once listening. */
-export async function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
+/**
+ * Serves `registry` at GET /metrics on host:port, and the operator API's paths (api.ts) when
+ * given one; resolves once listening.
+ */
+export async function serveMetrics(
+  registry: Registry,
+  host: string,
+  port: number,
+  api?: { handle(req: IncomingMessage, res: ServerResponse): boolean },
+): Promise<Server> {
   const server = createServer((req, res) => {
+    if (api?.handle(req, res) === true) return;
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try GET /metrics\n");
       return;

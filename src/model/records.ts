@@ -99,6 +99,11 @@ export interface NodeRecord {
   managementCidr?: string;
   /** The data-plane offloads the node's switch found and uses (reported, not configured). */
   offloads?: Offload[];
+  /**
+   * Where the node's agent serves its operator API and metrics (`overlayd --metrics-listen`),
+   * as IPV4:PORT; absent when it serves none. Optional, so readers that predate it ignore it.
+   */
+  apiAddress?: string;
   registeredAt: string;
 }
 
@@ -311,6 +316,8 @@ export function parseNode(kv: Pick<KeyValue, "key" | "value">): Parsed<NodeRecor
     const mgmt = f.optStr("managementCidr");
     if (mgmt !== undefined) rec.managementCidr = mgmt;
     if (f.has("offloads")) rec.offloads = f.listOf("offloads", OFFLOADS);
+    const api = f.optStr("apiAddress");
+    if (api !== undefined) rec.apiAddress = api;
     return rec;
   });
 }
