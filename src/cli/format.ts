@@ -175,6 +175,7 @@ export function nodes(list: readonly NodeView[], format: OutputFormat): string {
         underlayIp: v.node.underlayIp,
         managementCidr: v.node.managementCidr ?? null,
         offloads: v.node.offloads ?? null,
+        apiAddress: v.node.apiAddress ?? null,
         registeredAt: v.node.registeredAt,
         blocks: v.blocks,
       })),
