@@ -105,6 +105,7 @@ export class Agent {
   private ready = false;
   private stopped = false;
   private apiAddress: string | undefined;
+  private readonly requestListeners: ((op: string, seconds: number, ok: boolean) => void)[] = [];
   readonly podMtu: number;
 
   constructor(
@@ -296,9 +297,23 @@ export class Agent {
     this.log.info("agent stopped");
   }
 
-  /** A CNI request from the plugin (requests.ts). */
-  handle(req: AgentRequest): Promise<AgentResponse> {
-    return this.requests.handle(req);
+  /** A CNI request from the plugin (requests.ts), timed for the listeners of onRequestDone. */
+  async handle(req: AgentRequest): Promise<AgentResponse> {
+    const started = performance.now();
+    let ok = false;
+    try {
+      const res = await this.requests.handle(req);
+      ok = res.ok;
+      return res;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      for (const l of this.requestListeners) l(req.op, seconds, ok);
+    }
+  }
+
+  /** Calls `listener` as each CNI request is answered: its op, how long it took, success (metrics). */
+  onRequestDone(listener: (op: string, seconds: number, ok: boolean) => void): void {
+    this.requestListeners.push(listener);
   }
 
   /** Brings the switch to what the current view says, all of it (reconcile.ts resync). */

@@ -134,6 +134,7 @@ async function main(): Promise<void> {
     const registry = createMetrics({
       state: () => agent.state(),
       counters: () => agent.dataplane?.counters(),
+      onRequestDone: (listener) => agent.onRequestDone(listener),
     });
     api = new OperatorApi({
       state: () => agent.state(),

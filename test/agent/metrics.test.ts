@@ -69,6 +69,11 @@ describe.skipIf(skip !== undefined)("overlayd metrics", () => {
     expect(ports.find((s) => s.labels.kind === "pod")?.value).toBe(1);
     expect(ports.find((s) => s.labels.kind === "gateway")?.value).toBe(1);
     expect(samples(body, "overlay_offload_active").find((s) => s.labels.offload === "tso")?.value).toBe(1);
+    // web-b's ADD on node 1, timed: a pod's attach latency.
+    const adds = samples(body, "overlay_cni_request_duration_seconds_count").find(
+      (s) => s.labels.op === "ADD" && s.labels.result === "ok",
+    );
+    expect(adds?.value).toBeGreaterThanOrEqual(1);
     const rss = samples(body, "process_resident_memory_bytes")[0]?.value ?? 0;
     expect(rss).toBeGreaterThan(10e6);
     expect(rss).toBeLessThan(150e6);

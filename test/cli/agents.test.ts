@@ -3,7 +3,8 @@
  * none), agents that answer, refuse the connection, or hang past the timeout; and the agent's
  * side (OperatorApi) over a fake switch. No command may wait longer than its timeout.
  */
-import { createServer, type Server, type Socket } from "node:http";
+import { createServer, type Server } from "node:http";
+import type { Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError, OperatorApi, type ApiSource, type StatusJson } from "../../src/agent/api.js";
