@@ -9,6 +9,8 @@
  *   POST /trace {namespace, pod, ip, port?, protocol}
  *                                      the switch's own forwarding decision on a frame from a
  *                                      pod of this node (TraceJson; src/dataplane: trace)
+ *   GET, POST /connectivity/endpoints, DELETE /connectivity/endpoints/ID, POST /connectivity/ping
+ *                                      test endpoints of `dctl connectivity-test` (conntest.ts)
  *
  * The answers name what the switch knows by number (port ids, VTEP addresses) the way operators
  * know it (namespace/pod, node names), from the records the agent follows. Nothing here decides
@@ -20,6 +22,7 @@ import { contains, parseCidr, parseIpv4 } from "../model/ipv4.js";
 import type { DropEvent, Switch, SwitchTrace, TraceProtocol } from "../dataplane/switch.js";
 import { productVersion } from "../version.js";
 import type { AgentInspection, AgentStatus } from "./agent.js";
+import type { ConnectivityEndpoints, Payload } from "./conntest.js";
 import { peers } from "./desired.js";
 
 /** What the API reads of the agent. */
@@ -28,6 +31,8 @@ export interface ApiSource {
   inspection(): AgentInspection;
   /** The running switch, or undefined before start and after stop. */
   dataplane(): Pick<Switch, "counters" | "dropEvents" | "trace"> | undefined;
+  /** The connectivity test's endpoints (conntest.ts), when the agent runs them. */
+  connectivity?(): ConnectivityEndpoints | undefined;
 }
 
 export interface StatusJson {
@@ -318,9 +323,8 @@ export class OperatorApi {
   /** Serves the API's paths; false for any other path (left to the caller). */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = new URL(req.url ?? "/", "http://agent");
-    const routes: Record<string, string> = { "/status": "GET", "/drops": "GET", "/trace": "POST" };
-    const method = routes[url.pathname];
-    if (method === undefined) return false;
+    const route = this.route(req.method ?? "GET", url);
+    if (route === undefined) return false;
     const reply = (status: number, body: unknown): void => {
       res.writeHead(status, { "content-type": "application/json" }).end(`${JSON.stringify(body)}\n`);
     };
@@ -328,26 +332,47 @@ export class OperatorApi {
       if (err instanceof ApiError) reply(err.status, { error: err.message });
       else reply(500, { error: err instanceof Error ? err.message : String(err) });
     };
-    if (req.method !== method) {
-      reply(405, { error: `${url.pathname} takes ${method}` });
+    if (typeof route === "string") {
+      reply(405, { error: route });
       return true;
     }
-    try {
-      if (url.pathname === "/status") reply(200, this.status());
-      else if (url.pathname === "/drops") reply(200, this.drops(parseDropsQuery(url.searchParams)));
-      else {
-        readBody(req).then((body) => {
-          try {
-            reply(200, this.trace(parseTraceRequest(body)));
-          } catch (err) {
-            fail(err);
-          }
-        }, fail);
-      }
-    } catch (err) {
-      fail(err);
-    }
+    readBody(req)
+      .then((body) => route(body))
+      .then((value) => reply(200, value), fail);
     return true;
+  }
+
+  /** The handler of a request, a 405 message for a known path asked the wrong way, or undefined. */
+  private route(method: string, url: URL): ((body: string) => unknown) | string | undefined {
+    const path = url.pathname;
+    const ct = /^\/connectivity\/endpoints\/([0-9a-f]+)$/.exec(path);
+    const table: Record<string, Record<string, (body: string) => unknown>> = {
+      "/status": { GET: () => this.status() },
+      "/drops": { GET: () => this.drops(parseDropsQuery(url.searchParams)) },
+      "/trace": { POST: (body) => this.trace(parseTraceRequest(body)) },
+      "/connectivity/endpoints": {
+        GET: () => ({ endpoints: this.tests().list() }),
+        POST: (body) => this.tests().create(parseTestEndpoint(body)),
+      },
+      "/connectivity/ping": {
+        POST: (body) => {
+          const q = parsePing(body);
+          return this.tests().ping(q.from, q.dst, q.payload);
+        },
+      },
+    };
+    const methods =
+      ct === null
+        ? table[path]
+        : { DELETE: async () => ({ removed: await this.tests().remove(ct[1] as string) }) };
+    if (methods === undefined) return undefined;
+    return methods[method] ?? `${path} takes ${Object.keys(methods).join(" or ")}`;
+  }
+
+  private tests(): ConnectivityEndpoints {
+    const t = this.source.connectivity?.();
+    if (t === undefined) throw new ApiError(503, "this agent runs no connectivity tests");
+    return t;
   }
 
   private running(): Pick<Switch, "counters" | "dropEvents" | "trace"> {
@@ -424,6 +449,56 @@ function parseTraceRequest(body: string): TraceRequest {
     protocol,
     ...(typeof port === "number" ? { port } : {}),
   };
+}
+
+function parseObject(body: string, what: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    throw new ApiError(400, `the ${what} request is not JSON`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new ApiError(400, `the ${what} request is not an object`);
+  return v as Record<string, unknown>;
+}
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function parseTestEndpoint(body: string): {
+  namespace: string;
+  pod: string;
+  network?: string;
+  ttlMs: number;
+} {
+  const o = parseObject(body, "test endpoint");
+  for (const k of ["namespace", "pod"]) {
+    if (typeof o[k] !== "string" || !NAME_RE.test(o[k]))
+      throw new ApiError(400, `${k} must be a DNS label, got ${String(o[k])}`);
+  }
+  const ttl = o.ttlSeconds ?? 300;
+  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 1 || ttl > 3600)
+    throw new ApiError(400, `ttlSeconds must be 1-3600, got ${String(ttl)}`);
+  if (o.network !== undefined && typeof o.network !== "string")
+    throw new ApiError(400, "network must be a string");
+  return {
+    namespace: o.namespace as string,
+    pod: o.pod as string,
+    ...(typeof o.network === "string" ? { network: o.network } : {}),
+    ttlMs: ttl * 1000,
+  };
+}
+
+function parsePing(body: string): { from?: string; dst: string; payload: Payload } {
+  const o = parseObject(body, "ping");
+  if (typeof o.dst !== "string" || parseIpv4(o.dst) === undefined)
+    throw new ApiError(400, `dst must be an IPv4 address`);
+  if (o.from !== undefined && typeof o.from !== "string")
+    throw new ApiError(400, "from must be a test endpoint id");
+  const payload = o.payload ?? "small";
+  if (payload !== "small" && payload !== "mtu" && payload !== "fragmented")
+    throw new ApiError(400, `payload must be small, mtu or fragmented, got ${String(payload)}`);
+  return { ...(typeof o.from === "string" ? { from: o.from } : {}), dst: o.dst, payload };
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

@@ -14,6 +14,7 @@ import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
 import { OperatorApi } from "./api.js";
+import { ConnectivityEndpoints } from "./conntest.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -115,13 +116,16 @@ async function main(): Promise<void> {
     leaseTtlSeconds: o.leaseTtl,
     gcGraceMs: o.gcGrace * 1000,
   });
+  // Metrics, the operator API and its connectivity test endpoints, with --metrics-listen.
+  let api: OperatorApi | undefined;
+  let tests: ConnectivityEndpoints | undefined;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping");
-    void agent
-      .stop()
+    void (tests?.stop() ?? Promise.resolve())
+      .then(() => agent.stop())
       .then(() => store.close())
       .finally(() => process.exit(0));
   };
@@ -129,8 +133,12 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   // Metrics and the operator API (api.ts) listen before the agent registers, so that the node
   // record can say where: the listening address, or the underlay address for 0.0.0.0.
-  let api: OperatorApi | undefined;
   if (o.metricsListen) {
+    tests = new ConnectivityEndpoints({
+      handle: (req) => agent.handle(req),
+      podMtu: agent.podMtu,
+      log: logger,
+    });
     const registry = createMetrics({
       state: () => agent.state(),
       counters: () => agent.dataplane?.counters(),
@@ -141,6 +149,7 @@ async function main(): Promise<void> {
       inspection: () => agent.inspection(),
       // The real switch (no fakes here), which the API inspects beyond AgentSwitch.
       dataplane: () => agent.dataplane as Switch | undefined,
+      connectivity: () => (agent.isReady ? tests : undefined),
     });
     try {
       const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, api);
@@ -165,6 +174,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   api?.start();
+  tests?.start();
 }
 
 void main();

@@ -23,13 +23,18 @@ function causeCode(err: unknown): string | undefined {
 }
 
 /**
- * Asks the agent of `node` for `path` (GET, or POST with `body` as JSON); resolves within
+ * Asks the agent of `node` for `path` (GET, or POST with `body` as JSON, or `method`); resolves within
  * `timeoutMs` whatever the agent does, or at once when `signal` aborts.
  */
 export async function askAgent<T>(
   node: NodeRecord,
   path: string,
-  options: { body?: unknown; timeoutMs?: number; signal?: AbortSignal } = {},
+  options: {
+    body?: unknown;
+    method?: "GET" | "POST" | "DELETE";
+    timeoutMs?: number;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<AgentAnswer<T>> {
   const address = node.apiAddress;
   if (address === undefined) {
@@ -43,7 +48,7 @@ export async function askAgent<T>(
   const started = performance.now();
   try {
     const res = await fetch(`http://${address}${path}`, {
-      method: options.body === undefined ? "GET" : "POST",
+      method: options.method ?? (options.body === undefined ? "GET" : "POST"),
       ...(options.body === undefined
         ? {}
         : { body: JSON.stringify(options.body), headers: { "content-type": "application/json" } }),

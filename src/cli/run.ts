@@ -15,6 +15,7 @@ import { registerNetworkCommands } from "./network.js";
 import { registerNodeCommands } from "./node.js";
 import { registerPerfTierCommands } from "./perftier.js";
 import { registerStatusCommand } from "./status.js";
+import { registerConnectivityTestCommand } from "./conntest.js";
 
 export type { DctlIo } from "./context.js";
 
@@ -46,6 +47,7 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
   registerNodeCommands(program, ctx);
   registerCheckCommand(program, ctx);
   registerStatusCommand(program, ctx);
+  registerConnectivityTestCommand(program, ctx);
   // A group named without a command prints its help; that is a mistake, so report it as one.
   const groups: Command[] = [];
   const walk = (c: Command): void => {

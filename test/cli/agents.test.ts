@@ -8,7 +8,7 @@ import type { Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ApiError, OperatorApi, type ApiSource, type StatusJson } from "../../src/agent/api.js";
-import { buildNodeRecord, parseNode, registerNode } from "../../src/model/index.js";
+import { buildNodeRecord, createNetwork, parseNode, registerNode } from "../../src/model/index.js";
 import { openStore } from "../../src/store/index.js";
 import type { Store } from "../../src/store/store.js";
 import { dctl } from "./harness.js";
@@ -255,5 +255,109 @@ describe("the agent's operator API over a fake switch", () => {
     total = 13;
     expect(api.status().drops).toMatchObject({ total: 3, byReason: { flood: 3 } });
     api.stop();
+  });
+});
+
+describe("dctl connectivity-test against a fake agent: cleanup that does not succeed at once", () => {
+  /** One node whose agent starts endpoints, answers pings by namespace, and fails DELETEs as told. */
+  async function fakeNode(deletes: (id: string, attempt: number) => number): Promise<void> {
+    const ns = new Map<string, string>();
+    const attempts = new Map<string, number>();
+    let n = 0;
+    const address = await agentAt((path, body) => {
+      if (path === "/connectivity/endpoints") {
+        const b = JSON.parse(body) as { namespace: string };
+        const id = `e${++n}`;
+        const ip = `172.30.0.${n + 10}`;
+        ns.set(ip, b.namespace);
+        ns.set(id, b.namespace);
+        return { status: 200, body: { id, ip } };
+      }
+      if (path === "/connectivity/ping") {
+        const b = JSON.parse(body) as { from?: string; dst: string };
+        const reach = b.from === undefined || ns.get(b.from) === ns.get(b.dst);
+        return { status: 200, body: { sent: 3, received: reach ? 3 : 0, bytes: 56, df: true } };
+      }
+      const del = /^\/connectivity\/endpoints\/(\w+)$/.exec(path);
+      if (del) {
+        const id = del[1] as string;
+        const attempt = (attempts.get(id) ?? 0) + 1;
+        attempts.set(id, attempt);
+        const status = deletes(id, attempt);
+        return { status, body: status === 200 ? { removed: true } : { error: "CNI DEL failed: store busy" } };
+      }
+      return { status: 404, body: { error: "no" } };
+    });
+    await registerNode(store, { name: "n1", underlayIp: "10.0.0.1", apiAddress: address });
+    await createNetwork(store, { name: "red", subnet: "172.30.0.0/16", isolateNs: true, setDefault: true });
+  }
+
+  it("tries again and succeeds: exit 0, with a note", async () => {
+    await fakeNode((id, attempt) => (id === "e1" && attempt === 1 ? 500 : 200));
+    const r = await dctl(store, "connectivity-test");
+    expect(r.stderr).toMatch(/^Note: removed connectivity-test-a\/ct-n1-a\d on n1 at attempt 2$/m);
+    expect(r.stdout).toContain("OK: 11 checks on 1 node: 11 passed, 0 failed; 3 of 3 test endpoints removed");
+    expect(r.code).toBe(0);
+  });
+
+  it("gives up after three tries: exit 1, naming the endpoint and the agent's TTL", async () => {
+    await fakeNode((id) => (id === "e2" ? 500 : 200));
+    const r = await dctl(store, "connectivity-test", "--ttl", "60");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /^Problem: could not remove test endpoint connectivity-test-\w\/ct-n1-\w\d on n1 \(the agent on n1 at \S+ answered 500: CNI DEL failed: store busy\); its agent removes it by itself within 60 s$/m,
+    );
+    expect(r.stdout).toContain(
+      "FAILED: 11 checks on 1 node: 11 passed, 0 failed; 2 of 3 test endpoints removed",
+    );
+  }, 15_000);
+});
+
+describe("the agent's connectivity test endpoints", () => {
+  it("removes an endpoint at its TTL when nobody else does", async () => {
+    let now = 1000;
+    const calls: string[] = [];
+    const { ConnectivityEndpoints } = await import("../../src/agent/conntest.js");
+    const { pino } = await import("pino");
+    const t = new ConnectivityEndpoints({
+      handle: (req) => {
+        calls.push(req.op);
+        return Promise.resolve(
+          req.op === "ADD"
+            ? {
+                ok: true,
+                result: {
+                  interfaces: [],
+                  ips: [{ address: "172.30.0.5/16", gateway: "172.30.0.1", interface: 0 }],
+                  routes: [],
+                  dns: {},
+                },
+              }
+            : { ok: true },
+        );
+      },
+      podMtu: 1450,
+      log: pino({ level: "silent" }),
+      exec: (file, args) => {
+        calls.push(`${file} ${args.slice(0, 2).join(" ")}`);
+        return Promise.resolve({
+          command: [file, ...args],
+          stdout: "",
+          stderr: "",
+          code: 0,
+          signal: null,
+          timedOut: false,
+        });
+      },
+      now: () => now,
+    });
+    const e = await t.create({ namespace: "a", pod: "p", ttlMs: 5000 });
+    expect(e.ip).toBe("172.30.0.5");
+    await t.sweep();
+    expect(t.list()).toHaveLength(1);
+    now += 5000;
+    await t.sweep();
+    expect(t.list()).toHaveLength(0);
+    expect(calls).toEqual(["ip netns add", "ADD", "DEL", "ip netns del"]);
   });
 });
