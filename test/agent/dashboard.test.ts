@@ -113,7 +113,8 @@ async function exported(): Promise<Set<string>> {
   });
   const names = new Set<string>();
   for (const m of await registry.getMetricsAsJSON()) {
-    if (String(m.type) === "histogram") for (const s of ["_bucket", "_sum", "_count"]) names.add(`${m.name}${s}`);
+    if (String(m.type) === "histogram")
+      for (const s of ["_bucket", "_sum", "_count"]) names.add(`${m.name}${s}`);
     else names.add(m.name);
   }
   return names;
