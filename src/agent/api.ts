@@ -352,7 +352,12 @@ export class OperatorApi {
       "/trace": { POST: (body) => this.trace(parseTraceRequest(body)) },
       "/connectivity/endpoints": {
         GET: () => ({ endpoints: this.tests().list() }),
-        POST: (body) => this.tests().create(parseTestEndpoint(body)),
+        POST: (body) =>
+          this.tests()
+            .create(parseTestEndpoint(body))
+            .catch((err: unknown) => {
+              throw err instanceof RangeError ? new ApiError(400, err.message) : err;
+            }),
       },
       "/connectivity/ping": {
         POST: (body) => {

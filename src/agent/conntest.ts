@@ -45,9 +45,16 @@ export interface ConnectivityDeps {
 
 const NETNS_DIR = "/run/netns";
 const SWEEP_MS = 2000;
+/**
+ * The API has no authentication (whoever reaches the metrics listener may ask): test endpoints
+ * are held to namespaces of this prefix, where no real pod runs, and to a few at once.
+ */
+export const TEST_NAMESPACE_PREFIX = "connectivity-test-";
+export const MAX_TEST_ENDPOINTS = 32;
 
 export class ConnectivityEndpoints {
   private readonly held = new Map<string, TestEndpoint>();
+  private creating = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly exec: (file: string, args: readonly string[]) => Promise<RunResult>;
   private readonly now: () => number;
@@ -78,6 +85,16 @@ export class ConnectivityEndpoints {
     network?: string;
     ttlMs: number;
   }): Promise<TestEndpoint> {
+    if (!input.namespace.startsWith(TEST_NAMESPACE_PREFIX)) {
+      throw new RangeError(
+        `test endpoints live in namespaces named ${TEST_NAMESPACE_PREFIX}*, not ${input.namespace}`,
+      );
+    }
+    if (this.held.size >= MAX_TEST_ENDPOINTS) {
+      throw new RangeError(
+        `this node holds ${this.held.size} test endpoints already, the most it keeps at once`,
+      );
+    }
     const id = randomBytes(4).toString("hex");
     const netns = `ovct-${id}`;
     const add = await this.exec("ip", ["netns", "add", netns]);

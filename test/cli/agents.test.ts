@@ -351,7 +351,7 @@ describe("the agent's connectivity test endpoints", () => {
       },
       now: () => now,
     });
-    const e = await t.create({ namespace: "a", pod: "p", ttlMs: 5000 });
+    const e = await t.create({ namespace: "connectivity-test-a", pod: "p", ttlMs: 5000 });
     expect(e.ip).toBe("172.30.0.5");
     await t.sweep();
     expect(t.list()).toHaveLength(1);
@@ -359,5 +359,21 @@ describe("the agent's connectivity test endpoints", () => {
     await t.sweep();
     expect(t.list()).toHaveLength(0);
     expect(calls).toEqual(["ip netns add", "ADD", "DEL", "ip netns del"]);
+  });
+});
+
+describe("the agent's connectivity test endpoints, bounded", () => {
+  it("refuses namespaces other than connectivity-test-*", async () => {
+    const { ConnectivityEndpoints } = await import("../../src/agent/conntest.js");
+    const { pino } = await import("pino");
+    const t = new ConnectivityEndpoints({
+      handle: () => Promise.reject(new Error("not reached")),
+      podMtu: 1450,
+      log: pino({ level: "silent" }),
+      exec: () => Promise.reject(new Error("not reached")),
+    });
+    await expect(t.create({ namespace: "coffee", pod: "p", ttlMs: 1000 })).rejects.toThrow(
+      "test endpoints live in namespaces named connectivity-test-*, not coffee",
+    );
   });
 });
