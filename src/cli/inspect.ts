@@ -68,7 +68,8 @@ export function registerInspectCommands(overlay: Command, ctx: CliContext): void
     .action(async (opts: Record<string, unknown>) => {
       const format = outputFormat(opts.output);
       const timeoutMs = timeoutOption(opts.timeout);
-      const since = opts.since === undefined ? 0 : Date.now() - parseDuration(String(opts.since));
+      const started = Date.now();
+      const since = opts.since === undefined ? 0 : started - parseDuration(String(opts.since));
       const reason = opts.reason === undefined ? undefined : String(opts.reason);
       const nodes = await nodesToAsk(ctx, opts.node === undefined ? undefined : String(opts.node));
       const last = new Map<string, number>(nodes.map((n) => [n.name, since]));
@@ -107,7 +108,9 @@ export function registerInspectCommands(overlay: Command, ctx: CliContext): void
             recordingSinceMs: d.recordingSinceMs,
             sampledOut: d.sampledOut,
           });
-          if (first && d.recordingSinceMs > since && format !== "json") {
+          // Asked for all that is recorded: say so only when recording started with this read.
+          const window = since === 0 ? started - 1000 : since;
+          if (first && d.recordingSinceMs > window && format !== "json") {
             ctx.err(
               `Note: ${node.name} records drops since ${ops.clock(d.recordingSinceMs)} ` +
                 "(recording starts at a read and lasts 10 minutes after the last); earlier drops are only counted\n",
