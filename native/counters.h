@@ -50,21 +50,24 @@ struct alignas(64) WorkerCounters {
   }
 };
 
-// The frame a packet thread is handling, for the drop events Count records meanwhile; cleared
-// when the scope ends, so drops counted later (a failed flush) name no frame rather than a
-// wrong one.
+// The frame a packet thread is handling, for the drop events Count records meanwhile. Only
+// while recording (one load, else nothing is stored); cleared when the scope ends, so drops
+// counted later (a failed flush) name no frame rather than a wrong one.
 class DropSite {
  public:
   DropSite(WorkerCounters& c, DropFrom from, uint32_t id, uint32_t vni,
            const uint8_t* frame = nullptr, size_t len = 0)
-      : site_(c.recorder.site) {
-    site_ = DropSiteInfo{frame, static_cast<uint32_t>(len), from, id, vni};
+      : site_(c.recorder.site), on_(c.recorder.record_until.load(std::memory_order_relaxed) != 0) {
+    if (on_) site_ = DropSiteInfo{frame, static_cast<uint32_t>(len), from, id, vni};
   }
-  ~DropSite() { site_ = DropSiteInfo{}; }
+  ~DropSite() {
+    if (on_) site_ = DropSiteInfo{};
+  }
   DropSite(const DropSite&) = delete;
   DropSite& operator=(const DropSite&) = delete;
   // Once the frame is known (after a header was read).
   void Frame(const uint8_t* frame, size_t len, uint32_t vni) {
+    if (!on_) return;
     site_.frame = frame;
     site_.len = static_cast<uint32_t>(len);
     site_.vni = vni;
@@ -72,6 +75,7 @@ class DropSite {
 
  private:
   DropSiteInfo& site_;
+  const bool on_;  // recording when the frame arrived; a frame that arrived before is not named
 };
 
 }  // namespace overlay
