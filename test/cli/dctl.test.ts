@@ -465,7 +465,7 @@ describe("dctl usage", () => {
   it("reports missing and unknown commands in one line", async () => {
     await fails(
       [],
-      '"dctl" needs a command: one of network, namespace, perf-tier, node, status (see dctl --help)',
+      '"dctl" needs a command: one of network, namespace, perf-tier, node, status, connectivity-test (see dctl --help)',
     );
     await fails(
       ["network"],
