@@ -12,7 +12,8 @@
         "native/coalesce.cc",
         "native/tables.cc",
         "native/probe.cc",
-        "native/netlink.cc"
+        "native/netlink.cc",
+        "native/inspect.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "args.h"
+#include "inspect_js.h"
 #include "netlink.h"
 #include "probe.h"
 #include "switch.h"
@@ -126,6 +127,8 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
                            InstanceMethod<&SwitchWrap::LookupRemoteByIpv4>("lookupRemoteByIpv4"),
                            InstanceMethod<&SwitchWrap::RemoteEntries>("remoteEntries"),
                            InstanceMethod<&SwitchWrap::Counters>("counters"),
+                           InstanceMethod<&SwitchWrap::DropEvents>("dropEvents"),
+                           InstanceMethod<&SwitchWrap::Trace>("trace"),
                            InstanceMethod<&SwitchWrap::GetFeatures>("features"),
                            InstanceMethod<&SwitchWrap::Close>("close"),
                        });
@@ -353,6 +356,40 @@ class SwitchWrap : public Napi::ObjectWrap<SwitchWrap> {
     out.Set("threads", th);
     return out;
   }
+
+  // Inspection for operators (inspect.cc): recent drop events, and a trace of the decision.
+  Napi::Value DropEvents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    double since, arm;
+    if (!Ready(env) || !ArgNumber(info, 0, "sinceMs", kSinceMs, &since) ||
+        !ArgNumber(info, 1, "armMs", kArmMs, &arm))
+      return env.Undefined();
+    return inspect::DropEventsObject(
+        env, sw_->DropEvents(static_cast<uint64_t>(since * 1e6), static_cast<uint64_t>(arm)));
+  }
+
+  Napi::Value Trace(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o;
+    TraceQuery q;
+    if (!Ready(env) || !ArgObject(info, 0, "trace", &o) ||
+        !GetNumber(o, "port", limits::kPortId, &q.port) || !GetIpv4(o, "dst", &q.dst) ||
+        !GetIpv4(o, "nextHop", &q.next_hop) || !GetNumber(o, "protocol", kProto, &q.proto) ||
+        !GetNumber(o, "srcPort", limits::kUdpPort, &q.sport) ||
+        !GetNumber(o, "dstPort", kL4Port, &q.dport))
+      return env.Undefined();
+    TraceResult r;
+    std::string err = sw_->Trace(q, &r);
+    if (!err.empty()) {
+      ThrowError(env, err);
+      return env.Undefined();
+    }
+    return inspect::TraceObject(env, r);
+  }
+  static constexpr Range kSinceMs{0, 1e15, nullptr, false};
+  static constexpr Range kArmMs{0, 24 * 3600 * 1000};
+  static constexpr Range kProto{0, 255};
+  static constexpr Range kL4Port{0, 65535};
 
   Napi::Value GetFeatures(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

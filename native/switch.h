@@ -55,6 +55,42 @@ struct CounterSnapshot {
   uint64_t polled_batches, woken_batches;
 };
 
+// Drop events (droplog.h) as Switch::DropEvents returns them.
+struct DropEventsResult {
+  std::vector<DropEvent> events;    // oldest first
+  uint64_t recording_since_ns = 0;  // when recording last started: drops before it are not there
+  uint64_t recording_until_ns = 0;
+  uint64_t sampled_out = 0;  // drops not recorded (sampling), since the switch started
+};
+
+// Switch::Trace's question: a frame from port `port` to `dst` (network order) over `proto`
+// (6, 17 or 1) to `dport`; `next_hop` is the address the pod ARPs for (dst itself on its subnet,
+// else its gateway).
+struct TraceQuery {
+  uint32_t port = 0;
+  uint32_t dst = 0;
+  uint32_t next_hop = 0;
+  uint8_t proto = 1;
+  uint16_t sport = 40000;
+  uint16_t dport = 0;
+};
+
+// Its answer: the steps of the forwarding decision (forward.h) on the synthetic frames.
+struct TraceResult {
+  Port port;  // the source port as the tables hold it
+  bool src_global = false;
+  std::vector<uint8_t> arp_frame;  // the ARP request for next_hop, Ethernet onwards
+  Drop arp_drop = Drop::kCount;    // kCount: answered, with arp_owner
+  Endpoint arp_owner;
+  std::vector<uint8_t> frame;  // the IPv4 frame, to the MAC ARP gave (or that the tables hold)
+  Drop frame_drop = Drop::kCount;
+  bool found = false;  // the frame's destination MAC is in the tables
+  Endpoint dst;
+  bool dst_global = false;
+  std::string dst_port_name;    // for a local destination
+  bool dst_peer_known = false;  // for a remote one: its VTEP is a programmed peer
+};
+
 struct Features {
   bool vnet_hdr, tso, uso, udp_gso, udp_gro, multi_queue;
   int workers;
@@ -91,6 +127,12 @@ class Switch {
   // PolicyTable::Allowed on the published tables: whether a frame from a port on `from` may be
   // delivered to a port on `to`. A read; false once closed.
   bool Reaches(uint32_t from, uint32_t to);
+  // Inspection (inspect.cc), never on the packet path and never making it wait. The drop
+  // events newer than since_ns, from every packet thread's ring; the read arms recording for
+  // arm_ms more (recording costs the packet path only while armed: droplog.h).
+  DropEventsResult DropEvents(uint64_t since_ns, uint64_t arm_ms);
+  // Runs the forwarding decision (forward.h) on synthetic frames from a port: "" or an error.
+  std::string Trace(const TraceQuery& q, TraceResult* out);
   Features GetFeatures() const { return features_; }
   void Close();
 
@@ -130,6 +172,7 @@ class Switch {
   std::unique_ptr<PortCounters[]> baseline_;  // counters of a slot's earlier occupants
   std::vector<std::unique_ptr<Worker>> workers_;
   bool closed_ = false;
+  uint64_t recording_since_ns_ = 0;  // DropEvents: when the recorders were last armed from idle
 };
 
 }  // namespace overlay

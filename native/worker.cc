@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "forward.h"
 #include "switch.h"
 
 namespace overlay {
@@ -217,6 +218,7 @@ void Worker::FromPort(uint32_t slot, uint32_t gen) {
       // The device is gone (its namespace was deleted): stop watching it here; the control
       // side removes the port.
       Forget(fd);
+      DropSite site(c_, DropFrom::kPort, slot, p->vni);
       c_.Count(Drop::kTapWrite);
       return;
     }
@@ -240,6 +242,7 @@ void Worker::FromPort(uint32_t slot, uint32_t gen) {
 
 bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t* buf, size_t n) {
   PortCounters& pc = c_.ports[slot];
+  DropSite site(c_, DropFrom::kPort, slot, p.vni);
   if (n < sizeof(VnetHdr) + sizeof(EthHdr)) {
     Bump(pc.in_packets);
     c_.Count(Drop::kFrameShort);
@@ -249,7 +252,7 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
   std::memcpy(&h, buf, sizeof(h));
   uint8_t* frame = buf + sizeof(VnetHdr);
   size_t len = n - sizeof(VnetHdr);
-  const auto* eth = reinterpret_cast<const EthHdr*>(frame);
+  site.Frame(frame, len, p.vni);
 
   // Wire accounting: a super-frame counts as the segments it becomes.
   uint64_t segs = 1, wire_bytes = len;
@@ -261,37 +264,10 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
   Bump(pc.in_bytes, wire_bytes);
   if (p.limited) sw_.bucket(slot).Spend(wire_bytes);
 
-  Drop drop = Drop::kCount;
   const Endpoint* dst = nullptr;
-  uint16_t type = ntohs(eth->type);
-  if (LoadMac(eth->src) != p.mac) {
-    drop = Drop::kSpoofedMac;
-  } else if (type == kEtherTypeArp) {
-    drop = PortArp(t, p, frame, len);
-  } else if (IsMulticastMac(eth->dst)) {
-    drop = Drop::kFlood;
-  } else if (type != kEtherTypeIpv4) {
-    drop = Drop::kNotIpv4;
-  } else if (len < sizeof(EthHdr) + sizeof(Ipv4Hdr)) {
-    drop = Drop::kBadIpv4;
-  } else {
-    const auto* ip = reinterpret_cast<const Ipv4Hdr*>(frame + sizeof(EthHdr));
-    size_t ihl = (ip->ver_ihl & 0xf) * 4u;
-    if ((ip->ver_ihl >> 4) != 4 || ihl < 20 || sizeof(EthHdr) + ihl > len) {
-      drop = Drop::kBadIpv4;
-    } else if (p.kind == PortKind::kPod && ip->saddr != p.ip) {
-      drop = Drop::kSpoofedIp;
-    } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE ? len - sizeof(EthHdr) > p.mtu
-                                                     : h.gso_size > p.mtu) {
-      drop = Drop::kOversize;
-    } else if ((dst = t.FindMac(LoadMac(eth->dst))) == nullptr) {
-      drop = Drop::kUnknownDest;
-    } else if (!t.policy->Allowed(p.vni, dst->vni)) {
-      drop = Drop::kVniMismatch;
-    } else if (dst->vtep == 0 && dst->port == slot) {
-      drop = Drop::kHairpin;
-    }
-  }
+  bool arp = false;
+  Drop drop = DecidePortFrame(t, slot, p, h, frame, len, &dst, &arp);
+  if (arp) drop = PortArp(t, p, frame, len);
   if (drop != Drop::kCount) {
     c_.Count(drop, segs);
     return false;
@@ -320,22 +296,11 @@ bool Worker::ForwardFrame(const Tables& t, uint32_t slot, const Port& p, uint8_t
   return referenced;
 }
 
-// ARP from a port. Every request for an address reachable from the sender's VNI is answered
-// here, so ARP never leaves the node; replies and announcements from pods are not needed.
+// ARP from a port, decided by DecidePortArp (forward.h) and answered here.
 Drop Worker::PortArp(const Tables& t, const Port& p, const uint8_t* frame, size_t len) {
-  if (len < kArpFrameLen) return Drop::kArpMalformed;
-  const auto* arp = reinterpret_cast<const ArpPkt*>(frame + sizeof(EthHdr));
-  if (arp->htype != htons(1) || arp->ptype != htons(kEtherTypeIpv4) || arp->hlen != 6 ||
-      arp->plen != 4)
-    return Drop::kArpMalformed;
-  uint32_t spa = LoadU32(arp->spa), tpa = LoadU32(arp->tpa);
-  if (LoadMac(arp->sha) != p.mac) return Drop::kArpSpoofed;
-  // spa 0 is an address probe (RFC 5227), which is allowed to ask.
-  if (p.kind == PortKind::kPod && spa != p.ip && spa != 0) return Drop::kArpSpoofed;
-  if (ntohs(arp->oper) != kArpRequest || tpa == spa) return Drop::kArpIgnored;
-  const Endpoint* owner = t.FindIp(tpa);
-  if (owner == nullptr || !t.policy->Allowed(p.vni, owner->vni) || owner->mac == p.mac)
-    return Drop::kArpUnanswered;
+  const Endpoint* owner = nullptr;
+  Drop drop = DecidePortArp(t, p, frame, len, &owner);
+  if (drop != Drop::kCount) return drop;
   uint8_t reply[sizeof(VnetHdr) + kArpFrameLen] = {};
   BuildArpReply(frame, *owner, reply + sizeof(VnetHdr));
   if (write(p.fds[index_], reply, sizeof(reply)) < 0) return Drop::kTapWrite;
@@ -401,6 +366,12 @@ void Worker::FromUnderlay(const Tables* fixed) {
       uint32_t vtep = rx_addr_[i].sin_addr.s_addr;
       const PeerInfo* peer = t.policy->peers.Find(vtep);
       if (peer == nullptr) {
+        // The first datagram stands for the buffer in the drop's event.
+        size_t first = std::min(seg, len);
+        bool eth = first >= sizeof(VxlanHdr) + sizeof(EthHdr);
+        DropSite site(c_, DropFrom::kPeer, vtep,
+                      eth ? VxlanVni(*reinterpret_cast<const VxlanHdr*>(d)) : 0,
+                      eth ? d + sizeof(VxlanHdr) : nullptr, eth ? first - sizeof(VxlanHdr) : 0);
         c_.Count(Drop::kVxlanUnknownPeer, count);
         continue;
       }
@@ -420,6 +391,7 @@ void Worker::FromUnderlay(const Tables* fixed) {
 
 void Worker::Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const uint8_t* d,
                    size_t len) {
+  DropSite site(c_, DropFrom::kPeer, vtep, 0);
   if (len < sizeof(VxlanHdr) + sizeof(EthHdr)) {
     c_.Count(Drop::kVxlanShort);
     return;
@@ -432,6 +404,7 @@ void Worker::Decap(const Tables& t, const PeerInfo& peer, uint32_t vtep, const u
   uint32_t vni = VxlanVni(*vx);
   const uint8_t* frame = d + sizeof(VxlanHdr);
   size_t flen = len - sizeof(VxlanHdr);
+  site.Frame(frame, flen, vni);
   const auto* eth = reinterpret_cast<const EthHdr*>(frame);
   if (!t.ports->vnis.Contains(vni) && !t.policy->IsGlobal(vni)) {
     c_.Count(Drop::kVxlanUnknownVni);

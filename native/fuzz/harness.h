@@ -140,6 +140,10 @@ inline Env& GetEnv() {
     int zero = 0;
     bool gso = setsockopt(e->tx[0], SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
     e->worker = std::make_unique<Worker>(*e->sw, 0, e->rx, e->tx, gso);
+    // Drop events recorded for every drop (as while an operator reads them), so the recorder's
+    // parsing of each dropped frame is fuzzed too. The switch's own packet thread 0 shares these
+    // counters but gets no traffic here, so the ring keeps its single writer.
+    e->sw->counters(0).recorder.record_until.store(~uint64_t{0});
 
     e->peer_a = Ip("127.0.0.2");
     e->peer_b = Ip("127.0.0.3");

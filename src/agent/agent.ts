@@ -17,7 +17,7 @@
  */
 import type { Logger } from "pino";
 import { Switch, VXLAN_OVERHEAD, type SwitchOptions } from "../dataplane/switch.js";
-import type { Offload } from "../model/records.js";
+import type { EndpointRecord, Offload } from "../model/records.js";
 import type { Store } from "../store/store.js";
 import { DepartedNodeGc } from "./gc.js";
 import { Gateways } from "./gateways.js";
@@ -30,7 +30,7 @@ import { Reconciler } from "./reconcile.js";
 import { CniRequests } from "./requests.js";
 import { AgentServer } from "./server.js";
 import { runPlugin } from "../cni/plugin.js";
-import type { RecordChange } from "./cluster.js";
+import type { ClusterRecords, RecordChange } from "./cluster.js";
 import { ClusterView } from "./view.js";
 
 /** How often, about, everything is compared again under the per-event updates (a safety net). */
@@ -79,6 +79,15 @@ export interface AgentStatus {
   pollUs: number;
 }
 
+export interface AgentInspection {
+  node: string;
+  /** The cluster as the agent follows it; undefined before start. */
+  records: ClusterRecords | undefined;
+  pods: { id: number; vni: number; endpoint: EndpointRecord }[];
+  leaseRenewedAt: number | undefined;
+  leaseTtlSeconds: number;
+}
+
 export class Agent {
   private readonly log: Logger;
   private readonly deps: AgentDeps;
@@ -101,6 +110,8 @@ export class Agent {
   private readonly gcGraceMs: number;
   private ready = false;
   private stopped = false;
+  private apiAddress: string | undefined;
+  private readonly requestListeners: ((op: string, seconds: number, ok: boolean) => void)[] = [];
   readonly podMtu: number;
 
   constructor(
@@ -124,6 +135,7 @@ export class Agent {
         managementCidr: opts.managementCidr,
         offloads: this.offloads(),
         pollUs: this.sw?.features().pollUs,
+        ...(this.apiAddress === undefined ? {} : { apiAddress: this.apiAddress }),
       }),
       this.log,
     );
@@ -161,6 +173,24 @@ export class Agent {
   /** The switch, for metrics; undefined before start and after stop. */
   get dataplane(): AgentSwitch | undefined {
     return this.sw;
+  }
+
+  /** Publishes where the operator API is served (IPV4:PORT) in the node record; before start. */
+  setApiAddress(address: string): void {
+    this.apiAddress = address;
+  }
+
+  /** What the operator API (api.ts) reads besides state(): the records, this node's pods, the lease. */
+  inspection(): AgentInspection {
+    const pods: AgentInspection["pods"] = [];
+    for (const [, p] of this.ports.all()) pods.push({ id: p.id, vni: p.vni, endpoint: p.endpoint });
+    return {
+      node: this.opts.node,
+      records: this.view?.records,
+      pods,
+      leaseRenewedAt: this.lease.renewedAt,
+      leaseTtlSeconds: this.opts.leaseTtlSeconds ?? 10,
+    };
   }
 
   /** What the agent has programmed, for metrics; read on demand, never on the packet path. */
@@ -278,9 +308,23 @@ export class Agent {
     this.log.info("agent stopped");
   }
 
-  /** A CNI request from the plugin (requests.ts). */
-  handle(req: AgentRequest): Promise<AgentResponse> {
-    return this.requests.handle(req);
+  /** A CNI request from the plugin (requests.ts), timed for the listeners of onRequestDone. */
+  async handle(req: AgentRequest): Promise<AgentResponse> {
+    const started = performance.now();
+    let ok = false;
+    try {
+      const res = await this.requests.handle(req);
+      ok = res.ok;
+      return res;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      for (const l of this.requestListeners) l(req.op, seconds, ok);
+    }
+  }
+
+  /** Calls `listener` as each CNI request is answered: its op, how long it took, success (metrics). */
+  onRequestDone(listener: (op: string, seconds: number, ok: boolean) => void): void {
+    this.requestListeners.push(listener);
   }
 
   /** Brings the switch to what the current view says, all of it (reconcile.ts resync). */

@@ -12,6 +12,8 @@ export class NodeLease {
   private lease: Lease | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** When the registration was last written or renewed (ms since the epoch); undefined before. */
+  renewedAt: number | undefined;
 
   constructor(
     private readonly store: Store,
@@ -23,6 +25,7 @@ export class NodeLease {
 
   async register(): Promise<void> {
     this.lease = await registerLeasedNode(this.store, this.record(), this.ttlSeconds);
+    this.renewedAt = Date.now();
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.keepAlive(), Math.max(1000, (this.ttlSeconds * 1000) / 3));
     this.timer.unref();
@@ -36,6 +39,7 @@ export class NodeLease {
   private async keepAlive(): Promise<void> {
     try {
       const alive = (await this.lease?.keepAlive()) ?? false;
+      if (alive) this.renewedAt = Date.now();
       if (!alive && !this.stopped) {
         this.log.warn("node lease lapsed; registering again");
         await this.register();

@@ -9,10 +9,12 @@ import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
 import { openStore, storeUrlFromEnv } from "../store/index.js";
-import { DEFAULT_POLL_US, switchLimits } from "../dataplane/switch.js";
+import { DEFAULT_POLL_US, switchLimits, type Switch } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
+import { OperatorApi } from "./api.js";
+import { ConnectivityEndpoints } from "./conntest.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -82,7 +84,7 @@ async function main(): Promise<void> {
     )
     .option(
       "--metrics-listen <ip:port>",
-      "serve Prometheus metrics at http://IP:PORT/metrics (default: off)",
+      "serve Prometheus metrics at http://IP:PORT/metrics and the operator API for dctl (default: off)",
       listenAddress,
     )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
@@ -129,18 +131,52 @@ async function main(): Promise<void> {
     leaseTtlSeconds: o.leaseTtl,
     gcGraceMs: o.gcGrace * 1000,
   });
+  // Metrics, the operator API and its connectivity test endpoints, with --metrics-listen.
+  let api: OperatorApi | undefined;
+  let tests: ConnectivityEndpoints | undefined;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping");
-    void agent
-      .stop()
+    void (tests?.stop() ?? Promise.resolve())
+      .then(() => agent.stop())
       .then(() => store.close())
       .finally(() => process.exit(0));
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // Metrics and the operator API (api.ts) listen before the agent registers, so that the node
+  // record can say where: the listening address, or the underlay address for 0.0.0.0.
+  if (o.metricsListen) {
+    tests = new ConnectivityEndpoints({
+      handle: (req) => agent.handle(req),
+      podMtu: agent.podMtu,
+      log: logger,
+    });
+    const registry = createMetrics({
+      state: () => agent.state(),
+      counters: () => agent.dataplane?.counters(),
+      onRequestDone: (listener) => agent.onRequestDone(listener),
+    });
+    api = new OperatorApi({
+      state: () => agent.state(),
+      inspection: () => agent.inspection(),
+      // The real switch (no fakes here), which the API inspects beyond AgentSwitch.
+      dataplane: () => agent.dataplane as Switch | undefined,
+      connectivity: () => (agent.isReady ? tests : undefined),
+    });
+    try {
+      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, api);
+      server.unref();
+      const { host, port } = o.metricsListen;
+      agent.setApiAddress(`${host === "0.0.0.0" ? o.underlayIp : host}:${port}`);
+      logger.info({ address: metricsAddress(server) }, "metrics and the operator API served");
+    } catch (err) {
+      // The network works without metrics: say so, and go on.
+      logger.error({ err: String(err) }, "cannot serve metrics");
+    }
+  }
   try {
     await agent.start();
   } catch (err) {
@@ -152,20 +188,8 @@ async function main(): Promise<void> {
     await store.close().catch(() => undefined);
     process.exit(1);
   }
-  if (o.metricsListen) {
-    const registry = createMetrics({
-      state: () => agent.state(),
-      counters: () => agent.dataplane?.counters(),
-    });
-    try {
-      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port);
-      server.unref();
-      logger.info({ address: metricsAddress(server) }, "metrics served at /metrics");
-    } catch (err) {
-      // The network works without metrics: say so, and go on.
-      logger.error({ err: String(err) }, "cannot serve metrics");
-    }
-  }
+  api?.start();
+  tests?.start();
 }
 
 void main();

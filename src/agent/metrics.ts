@@ -4,9 +4,9 @@
  * when scraped, from the switch's counters and the agent's status: nothing is counted twice and
  * nothing runs on the packet path.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { SwitchCounters } from "../dataplane/switch.js";
 import { OFFLOADS } from "../model/records.js";
 import type { AgentStatus } from "./agent.js";
@@ -15,6 +15,8 @@ export interface MetricsSource {
   state(): AgentStatus;
   /** The switch's counters, or undefined while it is not running. */
   counters(): SwitchCounters | undefined;
+  /** Registers a listener called as each CNI request is answered (Agent.onRequestDone). */
+  onRequestDone?(listener: (op: string, seconds: number, ok: boolean) => void): void;
 }
 
 /** A counter whose value is a total kept elsewhere, set at every scrape. */
@@ -217,12 +219,29 @@ export function createMetrics(source: MetricsSource): Registry {
       for (const offload of OFFLOADS) this.set({ offload }, on.has(offload) ? 1 : 0);
     },
   });
+  const requests = new Histogram({
+    name: "overlay_cni_request_duration_seconds",
+    help: "Time the agent took to answer a CNI request (ADD: the pod's attach), by operation and result",
+    labelNames: ["op", "result"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  source.onRequestDone?.((op, seconds, ok) => requests.observe({ op, result: ok ? "ok" : "error" }, seconds));
   return registry;
 }
 
-/** Serves `registry` at GET /metrics on host:port; resolves once listening. */
-export async function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
+/**
+ * Serves `registry` at GET /metrics on host:port, and the operator API's paths (api.ts) when
+ * given one; resolves once listening.
+ */
+export async function serveMetrics(
+  registry: Registry,
+  host: string,
+  port: number,
+  api?: { handle(req: IncomingMessage, res: ServerResponse): boolean },
+): Promise<Server> {
   const server = createServer((req, res) => {
+    if (api?.handle(req, res) === true) return;
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try GET /metrics\n");
       return;

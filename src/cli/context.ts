@@ -15,10 +15,14 @@ export interface DctlIo {
   env?: NodeJS.ProcessEnv;
   stdout: TextSink;
   stderr: TextSink;
+  /** Ends a command that runs until stopped (--follow); the binary aborts it on SIGINT/SIGTERM. */
+  signal?: AbortSignal;
 }
 
 export class CliContext {
   private opened: Store | undefined;
+  /** Set by a command that succeeded in running but found something wrong (dctl status). */
+  exitCode: number | undefined;
 
   constructor(
     private readonly io: DctlIo,
@@ -43,6 +47,17 @@ export class CliContext {
     const s = this.opened;
     this.opened = undefined;
     await s?.close();
+  }
+
+  /** Aborted when the user stops a command that runs until stopped; never, in-process without one. */
+  get signal(): AbortSignal | undefined {
+    return this.io.signal;
+  }
+
+  /** The store URL the commands use (for display). */
+  storeUrl(): string {
+    const flag = this.program.opts<{ store?: string }>().store;
+    return flag ?? storeUrlFromEnv(this.io.env ?? process.env);
   }
 
   out(text: string): void {

@@ -184,6 +184,7 @@ export function nodes(list: readonly NodeView[], format: OutputFormat): string {
         managementCidr: v.node.managementCidr ?? null,
         offloads: v.node.offloads ?? null,
         pollUs: v.node.pollUs ?? null,
+        apiAddress: v.node.apiAddress ?? null,
         registeredAt: v.node.registeredAt,
         blocks: v.blocks,
       })),

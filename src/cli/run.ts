@@ -9,10 +9,13 @@ import { CliContext, StoreOpenError, type DctlIo } from "./context.js";
 import { messages } from "./format.js";
 import { registerCheckCommand } from "./check.js";
 import { registerDataNetworkCommands } from "./datanet.js";
+import { registerInspectCommands } from "./inspect.js";
 import { registerNamespaceCommands } from "./namespace.js";
 import { registerNetworkCommands } from "./network.js";
 import { registerNodeCommands } from "./node.js";
 import { registerPerfTierCommands } from "./perftier.js";
+import { registerStatusCommand } from "./status.js";
+import { registerConnectivityTestCommand } from "./conntest.js";
 
 export type { DctlIo } from "./context.js";
 
@@ -35,11 +38,16 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
       outputError: () => undefined,
     })
     .showHelpAfterError(false);
-  registerDataNetworkCommands(registerNetworkCommands(program, ctx), ctx);
+  const network = registerNetworkCommands(program, ctx);
+  registerDataNetworkCommands(network, ctx);
+  const overlay = network.commands.find((c) => c.name() === "overlay");
+  if (overlay !== undefined) registerInspectCommands(overlay, ctx);
   registerNamespaceCommands(program, ctx);
   registerPerfTierCommands(program, ctx);
   registerNodeCommands(program, ctx);
   registerCheckCommand(program, ctx);
+  registerStatusCommand(program, ctx);
+  registerConnectivityTestCommand(program, ctx);
   // A group named without a command prints its help; that is a mistake, so report it as one.
   const groups: Command[] = [];
   const walk = (c: Command): void => {
@@ -77,7 +85,7 @@ export async function runDctl(argv: readonly string[], io: DctlIo): Promise<numb
   const { program, ctx } = buildProgram(io);
   try {
     await program.parseAsync(normalizeDashes(argv), { from: "user" });
-    return 0;
+    return ctx.exitCode ?? 0;
   } catch (e) {
     if (e instanceof CommanderError && (e.exitCode === 0 || e.code === "commander.helpDisplayed")) return 0;
     io.stderr.write(messages.error(errorMessage(e)));

@@ -156,6 +156,84 @@ export interface NativeFeatures {
   kernelBusyPoll: boolean;
 }
 
+/** One recorded drop (native/droplog.h). */
+export interface NativeDropEvent {
+  /** When, in ms since the epoch (to the microsecond). */
+  timeMs: number;
+  /** One of dropReasons(). */
+  reason: string;
+  /** Where the frame came from: a port (`port` is its id), a peer VTEP (`peer`), or unknown. */
+  from: "port" | "peer" | "none";
+  port?: number;
+  peer?: string;
+  /** The port's VNI, or the VNI the peer sent on (0 when not known yet). */
+  vni: number;
+  /** The inner frame's EtherType (0x0800 IPv4, 0x0806 ARP; 0 when not read). */
+  ethertype: number;
+  /** IPv4 protocol (6 TCP, 17 UDP, 1 ICMP; 0 when not IPv4). */
+  protocol: number;
+  /** Inner IPv4 source and destination (for ARP: sender and target addresses); null when none. */
+  src: string | null;
+  dst: string | null;
+  /** TCP or UDP ports of a first fragment; 0 otherwise. */
+  srcPort: number;
+  dstPort: number;
+  /** Frames the event stands for (a super-frame's segments). */
+  count: number;
+}
+
+export interface NativeDropEvents {
+  /** Oldest first; at most 512 per packet thread (the most recent). */
+  events: NativeDropEvent[];
+  /** When recording last started: drops before it were counted, not recorded. */
+  recordingSinceMs: number;
+  /** Recording stops then unless read again. */
+  recordingUntilMs: number;
+  /** Drops counted but not recorded (at most 4 per ms per packet thread are), since the switch started. */
+  sampledOut: number;
+}
+
+/** What Switch.trace asks: a frame from port `port` to `dst`. */
+export interface NativeTraceQuery {
+  /** A port id, in limits().portId. */
+  port: number;
+  dst: string;
+  /** The address the pod ARPs for: `dst` on its own subnet, else its gateway. */
+  nextHop: string;
+  /** 6 (TCP SYN), 17 (UDP) or 1 (ICMP echo request). */
+  protocol: number;
+  /** In limits().udpPort. */
+  srcPort: number;
+  /** 0-65535 (ignored for ICMP). */
+  dstPort: number;
+}
+
+/** An endpoint the trace found: a local port (`port`, `portName`) or a remote one (`vtep`). */
+export interface NativeTraceEndpoint {
+  vni: number;
+  mac: string;
+  ipv4: string;
+  port?: number;
+  vtep?: string;
+}
+
+/** The forwarding decision's steps on the trace's synthetic frames (native/forward.h). */
+export interface NativeTrace {
+  source: { name: string; vni: number; mac: string; ipv4: string; kind: "pod" | "host"; global: boolean };
+  /** The ARP request for nextHop: `drop` (a reason) or the endpoint the switch answers for. */
+  arp: { frame: Buffer; drop: string | null; answer: NativeTraceEndpoint | null };
+  /**
+   * The IPv4 frame, to the MAC ARP gave (or, unanswered, that the tables hold for nextHop): its
+   * drop reason, or null when the switch forwards it to `destination`.
+   */
+  frame: {
+    frame: Buffer;
+    drop: string | null;
+    destination:
+      (NativeTraceEndpoint & { global: boolean; portName?: string; peerProgrammed?: boolean }) | null;
+  };
+}
+
 /** Port ids (`id`) are in limits().portId, VNIs in limits().vni, rates in limits().rateBitsPerSec. */
 export declare class NativeSwitch {
   constructor(options: NativeSwitchOptions);
@@ -197,6 +275,20 @@ export declare class NativeSwitch {
    */
   reaches(fromVni: number, toVni: number): boolean;
   counters(): NativeCounters;
+  /**
+   * Inspection, as lookupRemote: the drop events newer than `sinceMs` (ms since the epoch; 0 for
+   * all) that the packet threads recorded, and arms recording for `armMs` more (0-86,400,000).
+   * Drops are recorded only while armed, so the first read after a quiet spell starts recording;
+   * unread, recording costs the packet path nothing but a load per drop.
+   */
+  dropEvents(sinceMs: number, armMs: number): NativeDropEvents;
+  /**
+   * Inspection, as lookupRemote: runs the packet path's forwarding decision (native/forward.h,
+   * the code the packet threads run) on a synthetic ARP request and IPv4 frame from a port, on
+   * the published tables. Nothing is sent. An unknown port or protocol is an ERR_OVERLAY_SWITCH
+   * error.
+   */
+  trace(query: NativeTraceQuery): NativeTrace;
   features(): NativeFeatures;
   close(): void;
 }

@@ -11,9 +11,20 @@
  */
 import { isIPv4 } from "node:net";
 import { loadNative } from "./load.js";
-import type { NativeCounters, NativeFeatures, NativeLimits, NativeSwitch } from "./native.js";
+import type {
+  NativeCounters,
+  NativeDropEvents,
+  NativeFeatures,
+  NativeLimits,
+  NativeSwitch,
+  NativeTrace,
+} from "./native.js";
 
 export type {
+  NativeDropEvent as DropEvent,
+  NativeDropEvents as DropEvents,
+  NativeTrace as SwitchTrace,
+  NativeTraceEndpoint as TraceEndpoint,
   NativeCounters as SwitchCounters,
   NativeFeatures as SwitchFeatures,
   NativeLimits as SwitchLimits,
@@ -349,6 +360,58 @@ export class Switch {
     return this.n.counters();
   }
 
+  /**
+   * Inspection, for operators: the drop events newer than `sinceMs` (ms since the epoch) that
+   * the packet threads recorded, oldest first; the read keeps recording on for `armMs` more
+   * (default 10 minutes). See NativeSwitch.dropEvents.
+   */
+  dropEvents(options: { sinceMs?: number; armMs?: number } = {}): NativeDropEvents {
+    checkObject(options, "dropEvents options");
+    const since = options.sinceMs ?? 0;
+    const arm = options.armMs ?? DROP_EVENTS_ARM_MS;
+    if (typeof since !== "number" || !(since >= 0 && since <= 1e15))
+      throw new RangeError(`sinceMs must be a number from 0 to 1e15, got ${show(since)}`);
+    if (typeof arm !== "number" || !Number.isInteger(arm) || arm < 0 || arm > 86_400_000)
+      throw new RangeError(`armMs must be an integer from 0 to 86400000, got ${show(arm)}`);
+    return this.n.dropEvents(since, arm);
+  }
+
+  /**
+   * Inspection, for operators: what the switch would do with a frame port `port` sends to
+   * `dst` (after ARP for `nextHop`, default `dst`): the packet path's own decision on synthetic
+   * frames, on the tables it forwards with now. Nothing is sent. See NativeSwitch.trace.
+   */
+  trace(query: {
+    port: number;
+    dst: string;
+    nextHop?: string;
+    protocol: TraceProtocol;
+    dstPort?: number;
+    srcPort?: number;
+  }): NativeTrace {
+    checkObject(query, "trace query");
+    checkPortId(query.port);
+    checkIPv4(query.dst, "dst");
+    if (query.nextHop !== undefined) checkIPv4(query.nextHop, "nextHop");
+    const protocol = Object.hasOwn(TRACE_PROTOCOLS, query.protocol)
+      ? TRACE_PROTOCOLS[query.protocol]
+      : undefined;
+    if (protocol === undefined)
+      throw new TypeError(`protocol must be tcp, udp or icmp, got ${show(query.protocol)}`);
+    const dstPort = query.dstPort ?? 0;
+    if (!Number.isInteger(dstPort) || dstPort < 0 || dstPort > 65535)
+      throw new RangeError(`dstPort must be an integer from 0 to 65535, got ${show(dstPort)}`);
+    const srcPort = checkLimit(query.srcPort ?? 40000, "srcPort", "udpPort");
+    return this.n.trace({
+      port: query.port,
+      dst: query.dst,
+      nextHop: query.nextHop ?? query.dst,
+      protocol,
+      srcPort,
+      dstPort,
+    });
+  }
+
   features(): NativeFeatures {
     return this.n.features();
   }
@@ -359,6 +422,12 @@ export class Switch {
     this.native = undefined;
   }
 }
+
+/** How long a read of drop events keeps recording on, by default: 10 minutes. */
+export const DROP_EVENTS_ARM_MS = 600_000;
+
+export type TraceProtocol = "tcp" | "udp" | "icmp";
+const TRACE_PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1 };
 
 /** Every drop reason the data plane counts, in the order native/drop_reasons.def declares them. */
 export function dropReasons(): string[] {

@@ -26,6 +26,16 @@ export interface RegisterNodeInput {
   managementCidr?: string;
   offloads?: Offload[];
   pollUs?: number;
+  /** IPV4:PORT of the agent's operator API (NodeRecord.apiAddress). */
+  apiAddress?: string;
+}
+
+/** "10.0.0.1:9464": an IPv4 address and a TCP port, as NodeRecord.apiAddress holds them. */
+export function parseApiAddress(text: string): { host: string; port: number } | undefined {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(text);
+  if (!m || parseIpv4(m[1] as string) === undefined) return undefined;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535 ? { host: m[1] as string, port } : undefined;
 }
 
 export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
@@ -52,6 +62,14 @@ export function buildNodeRecord(input: RegisterNodeInput): NodeRecord {
   }
   if (input.offloads !== undefined) record.offloads = [...input.offloads];
   if (input.pollUs !== undefined) record.pollUs = input.pollUs;
+  if (input.apiAddress !== undefined) {
+    if (parseApiAddress(input.apiAddress) === undefined) {
+      throw invalid(
+        `invalid API address "${input.apiAddress}" for node ${input.name}: expected IPV4:PORT, e.g. 10.0.0.1:9464`,
+      );
+    }
+    record.apiAddress = input.apiAddress;
+  }
   return record;
 }
 

@@ -105,6 +105,11 @@ export interface NodeRecord {
    * of `offloads`, whose readers refuse names they do not know.
    */
   pollUs?: number;
+  /**
+   * Where the node's agent serves its operator API and metrics (`overlayd --metrics-listen`),
+   * as IPV4:PORT; absent when it serves none. Optional, so readers that predate it ignore it.
+   */
+  apiAddress?: string;
   registeredAt: string;
 }
 
@@ -318,6 +323,8 @@ export function parseNode(kv: Pick<KeyValue, "key" | "value">): Parsed<NodeRecor
     if (mgmt !== undefined) rec.managementCidr = mgmt;
     if (f.has("offloads")) rec.offloads = f.listOf("offloads", OFFLOADS);
     if (f.has("pollUs")) rec.pollUs = f.int("pollUs", 0, 1_000_000);
+    const api = f.optStr("apiAddress");
+    if (api !== undefined) rec.apiAddress = api;
     return rec;
   });
 }

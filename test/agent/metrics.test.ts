@@ -72,6 +72,11 @@ describe.skipIf(skip !== undefined)("overlayd metrics", () => {
     expect(samples(body, "overlay_poll_window_bound_microseconds")[0]?.value).toBe(100);
     const found = samples(body, "overlay_thread_batches_total").map((s) => s.labels.found);
     expect(found).toEqual(expect.arrayContaining(["polling", "woken"]));
+    // web-b's ADD on node 1, timed: a pod's attach latency.
+    const adds = samples(body, "overlay_cni_request_duration_seconds_count").find(
+      (s) => s.labels.op === "ADD" && s.labels.result === "ok",
+    );
+    expect(adds?.value).toBeGreaterThanOrEqual(1);
     const rss = samples(body, "process_resident_memory_bytes")[0]?.value ?? 0;
     expect(rss).toBeGreaterThan(10e6);
     expect(rss).toBeLessThan(150e6);

@@ -465,7 +465,10 @@ describe("dctl perf-tier and node", () => {
 
 describe("dctl usage", () => {
   it("reports missing and unknown commands in one line", async () => {
-    await fails([], '"dctl" needs a command: one of network, namespace, perf-tier, node (see dctl --help)');
+    await fails(
+      [],
+      '"dctl" needs a command: one of network, namespace, perf-tier, node, status, connectivity-test (see dctl --help)',
+    );
     await fails(
       ["network"],
       '"dctl network" needs a command: one of overlay, data (see dctl network --help)',

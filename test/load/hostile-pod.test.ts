@@ -265,6 +265,8 @@ describe.skipIf(skip !== undefined)("a hostile pod is contained and counted, oth
     const before2 = drops(sw2);
     const badBefore = portCounters(sw1, bad.portId);
     const tapBefore = await linkStats(w(), bad.name, "eth0");
+    // Drop events recorded through the flood (an operator reading `dctl ... drops`): sampled.
+    const eventsBefore = sw1.dropEvents();
 
     // Bystanders ping every 10 ms through the flood: two other pods, and the victim from both nodes.
     const pingArgs = (ip: string): string[] => ["-n", "-q", "-c", String(PINGS), "-i", "0.01", "-W", "1", ip];
@@ -347,6 +349,11 @@ describe.skipIf(skip !== undefined)("a hostile pod is contained and counted, oth
       expect(r.received, `${r.label}: ${r.output}`).toBe(PINGS);
     }
     expect(arpAnswers.length).toBeGreaterThanOrEqual(4);
+    // Recorded while contained: the ring kept the latest drops, the rest were sampled out.
+    const events = sw1.dropEvents({ sinceMs: start });
+    expect(events.events.filter((e) => e.from === "port" && e.port === bad.portId).length).toBeGreaterThan(0);
+    expect(events.events.length).toBeLessThanOrEqual(512 * 16);
+    expect(events.sampledOut - eventsBefore.sampledOut).toBeGreaterThan(0);
     expect(arpAnswers.filter((m) => m !== vic.mac)).toEqual([]);
     for (const from of [pa, pb]) {
       const n = await w().exec(from.name, "ip", ["neigh", "show", vic.ip]);
