@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * overlayd: the node agent. Run as root in the node's network namespace, one per node:
- *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH]
+ *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH] [--kubeconfig PATH|in-cluster]
  */
 import { Command, InvalidArgumentError } from "commander";
 import { isIPv4 } from "node:net";
@@ -13,6 +13,7 @@ import { switchLimits } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
+import { IN_CLUSTER, KubeApi } from "./kubeapi.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -72,6 +73,10 @@ async function main(): Promise<void> {
       "serve Prometheus metrics at http://IP:PORT/metrics (default: off)",
       listenAddress,
     )
+    .option(
+      "--kubeconfig <path>",
+      `follow the Kubernetes API (namespaces, pod annotations): a kubeconfig file, or "${IN_CLUSTER}" for the pod's service account (default: no Kubernetes)`,
+    )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .parse();
   const o = program.opts<{
@@ -85,6 +90,7 @@ async function main(): Promise<void> {
     gcGrace: number;
     offloads: boolean;
     metricsListen?: { host: string; port: number };
+    kubeconfig?: string;
     logLevel: string;
   }>();
   const logger = pino({ level: o.logLevel, base: { node: o.node } });
@@ -99,6 +105,17 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   }
+  let kubernetes: KubeApi | undefined;
+  try {
+    kubernetes = o.kubeconfig === undefined ? undefined : KubeApi.load(o.kubeconfig);
+  } catch (err) {
+    logger.error(
+      { kubeconfig: o.kubeconfig, err: err instanceof Error ? err.message : String(err) },
+      "cannot load the Kubernetes credentials",
+    );
+    process.exit(1);
+  }
+  if (kubernetes) logger.info({ server: kubernetes.server }, "following the Kubernetes API");
   const storeUrl = o.store ?? storeUrlFromEnv();
   const store = await openStore(storeUrl);
   const agent = new Agent({
@@ -113,6 +130,7 @@ async function main(): Promise<void> {
     offloads: o.offloads,
     leaseTtlSeconds: o.leaseTtl,
     gcGraceMs: o.gcGrace * 1000,
+    kubernetes,
   });
   let stopping = false;
   const stop = (signal: string) => {
@@ -143,7 +161,11 @@ async function main(): Promise<void> {
       counters: () => agent.dataplane?.counters(),
     });
     try {
-      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port);
+      const ready = (): boolean => {
+        const s = agent.state();
+        return s.ready && s.following;
+      };
+      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, ready);
       server.unref();
       logger.info({ address: metricsAddress(server) }, "metrics served at /metrics");
     } catch (err) {
