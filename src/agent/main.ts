@@ -2,6 +2,7 @@
 /**
  * overlayd: the node agent. Run as root in the node's network namespace, one per node:
  *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH] [--kubeconfig PATH|in-cluster]
+ *   overlayd install-cni | uninstall-cni [...]   (install.ts: the plugin and its conflist)
  */
 import { Command, InvalidArgumentError } from "commander";
 import { isIPv4 } from "node:net";
@@ -14,6 +15,7 @@ import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
 import { IN_CLUSTER, KubeApi } from "./kubeapi.js";
+import { INSTALL_COMMANDS, runInstallCommand } from "./install.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -45,6 +47,11 @@ function positiveInt(value: string): number {
 }
 
 async function main(): Promise<void> {
+  const sub = process.argv[2];
+  if (sub !== undefined && INSTALL_COMMANDS.includes(sub)) {
+    process.exitCode = await runInstallCommand(process.argv);
+    return;
+  }
   const program = new Command()
     .name("overlayd")
     .description("Overlay network node agent: runs the node's VXLAN switch and serves the CNI plugin")
@@ -78,6 +85,7 @@ async function main(): Promise<void> {
       `follow the Kubernetes API (namespaces, pod annotations): a kubeconfig file, or "${IN_CLUSTER}" for the pod's service account (default: no Kubernetes)`,
     )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .addHelpText("after", "\nSubcommands: overlayd install-cni --help, overlayd uninstall-cni --help")
     .parse();
   const o = program.opts<{
     node: string;
