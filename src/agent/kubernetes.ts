@@ -178,17 +178,31 @@ export class NamespaceSync {
       }
       for (const rec of records.values()) {
         if (!rec.sources.includes(SOURCE) || cluster.has(rec.name)) continue;
-        // The cache may lag behind another agent's: the API server has the last word.
-        if (await this.o.api.namespaceExists(rec.name, this.o.requestTimeoutMs ?? 10_000)) continue;
-        const outcome = await releaseNamespace(store, net.name, rec.name, SOURCE);
+        const key = `${net.name}/${rec.name}`;
         const where = { network: net.name, namespace: rec.name };
+        let outcome: Awaited<ReturnType<typeof releaseNamespace>>;
+        try {
+          // The cache may lag behind another agent's: the API server has the last word.
+          if (await this.o.api.namespaceExists(rec.name, this.o.requestTimeoutMs ?? 10_000)) continue;
+          outcome = await releaseNamespace(store, net.name, rec.name, SOURCE);
+        } catch (err) {
+          // One namespace that cannot be settled now (API or store trouble, a damaged record)
+          // holds up no other: it is tried again with the next comparison.
+          this.troubles++;
+          stillWaiting.add(key);
+          this.log.warn(
+            { ...where, err: err instanceof Error ? err.message : String(err) },
+            "namespace deleted in Kubernetes: its record cannot be released now; trying again later",
+          );
+          continue;
+        }
         if (outcome === "in-use") {
-          if (!this.waiting.has(`${net.name}/${rec.name}`))
+          if (!this.waiting.has(key))
             this.log.info(
               where,
               "namespace deleted in Kubernetes; its record goes once its endpoints are gone",
             );
-          stillWaiting.add(`${net.name}/${rec.name}`);
+          stillWaiting.add(key);
         } else if (outcome === "deleted")
           this.log.info(where, "namespace deleted in Kubernetes: record deleted");
         else if (outcome === "kept")

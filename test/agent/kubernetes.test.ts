@@ -203,6 +203,23 @@ describe("namespaces from Kubernetes", () => {
     expect((await records(s)).get("coffee")?.sources).toEqual(["pod"]);
   });
 
+  it("a namespace whose deletion cannot be confirmed stays, holds up no other, and goes later", async () => {
+    const s = await store();
+    await createNetwork(s, { name: "red", subnet: "172.30.0.0/16" });
+    api.createNamespace("coffee");
+    api.createNamespace("tea");
+    const n = sync(s, { resyncMs: 200 });
+    await expect.poll(() => vniOf(s, "tea")).toBeDefined();
+    api.forbid("get", "namespaces");
+    api.deleteNamespace("coffee");
+    api.createNamespace("milk");
+    await expect.poll(() => vniOf(s, "milk")).toBeDefined();
+    await expect.poll(() => n.troubles).toBeGreaterThan(0);
+    expect(await vniOf(s, "coffee")).toBeDefined();
+    api.allow("get", "namespaces");
+    await expect.poll(() => vniOf(s, "coffee")).toBeUndefined();
+  });
+
   it("a lagging agent does not delete a namespace the API server still has", async () => {
     const s = await store();
     await createNetwork(s, { name: "red", subnet: "172.30.0.0/16" });
