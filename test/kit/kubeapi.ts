@@ -93,8 +93,15 @@ export class FakeKubeApi {
     writeFileSync(this.kubeconfig, kubeconfigFor(url, TOKEN, cert));
   }
 
-  /** Listens on 127.0.0.1 on a free port; starts with the namespaces every cluster has. */
-  static async start(opts: { namespaces?: readonly string[] } = {}): Promise<FakeKubeApi> {
+  /**
+   * Listens on 127.0.0.1 on a free port, or, with `relayPort`, on a unix socket in its folder
+   * (`socketPath`) for agents in other network namespaces, each reaching it through a relay from
+   * 127.0.0.1:relayPort in its own namespace (`relayIn`); the kubeconfig names
+   * https://127.0.0.1:relayPort then. Starts with the namespaces every cluster has.
+   */
+  static async start(
+    opts: { namespaces?: readonly string[]; relayPort?: number } = {},
+  ): Promise<FakeKubeApi> {
     const dir = mkdtempSync(join(tmpdir(), "overlay-kubeapi-"));
     const certFile = join(dir, "server.crt");
     const keyFile = join(dir, "server.key");
@@ -110,9 +117,15 @@ export class FakeKubeApi {
     );
     const cert = readFileSync(certFile);
     const server = createServer({ cert, key: readFileSync(keyFile) });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    const api = new FakeKubeApi(server, `https://127.0.0.1:${port}`, dir, cert);
+    let url: string;
+    if (opts.relayPort === undefined) {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    } else {
+      await new Promise<void>((resolve) => server.listen(join(dir, "api.sock"), resolve));
+      url = `https://127.0.0.1:${opts.relayPort}`;
+    }
+    const api = new FakeKubeApi(server, url, dir, cert);
     server.on("request", (req, res) => api.serve(req, res));
     server.on("secureConnection", (s) => {
       api.sockets.add(s);
@@ -121,6 +134,30 @@ export class FakeKubeApi {
     for (const ns of opts.namespaces ?? ["default", "kube-node-lease", "kube-public", "kube-system"])
       api.createNamespace(ns);
     return api;
+  }
+
+  /** The unix socket it listens on (with `relayPort`). */
+  get socketPath(): string {
+    return join(this.dir, "api.sock");
+  }
+
+  /**
+   * The command that relays 127.0.0.1:PORT of the namespace it runs in to this server's unix
+   * socket (run it there: World.start(ns, ...relayCommand())).
+   */
+  relayCommand(): [string, string[]] {
+    const port = Number(new URL(this.url).port);
+    const script = [
+      'const net = require("node:net");',
+      "const [port, path] = process.argv.slice(1);",
+      "net.createServer((c) => {",
+      "  const u = net.connect(path);",
+      "  c.pipe(u).on('error', () => u.destroy());",
+      "  u.pipe(c).on('error', () => c.destroy());",
+      "  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());",
+      "}).listen(Number(port), '127.0.0.1');",
+    ].join("\n");
+    return [process.execPath, ["-e", script, String(port), this.socketPath]];
   }
 
   get resourceVersion(): number {
