@@ -73,6 +73,8 @@ export class NamespaceSync {
   private resyncTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /** Comparisons failed in a row: the retry waits 2 s, doubling to 60 s. */
+  private failedInARow = 0;
   /** "network/namespace" records waiting for their last endpoint to go. */
   private readonly waiting = new Set<string>();
   /** Failed listings, watches and syncs since start. */
@@ -141,13 +143,15 @@ export class NamespaceSync {
         this.again = false;
         try {
           await this.sync();
+          this.failedInARow = 0;
         } catch (err) {
           this.troubles++;
+          const retryInMs = Math.min(60_000, 2000 * 2 ** this.failedInARow++);
           this.log.warn(
-            { err: err instanceof Error ? err.message : String(err) },
-            "namespace sync failed; trying again in 2 s",
+            { err: err instanceof Error ? err.message : String(err), retryInMs },
+            "namespace sync failed; trying again later",
           );
-          if (!this.stopped) setTimeout(() => this.schedule(), 2000).unref();
+          if (!this.stopped) setTimeout(() => this.schedule(), retryInMs).unref();
         }
       } while (this.again && !this.stopped);
     })().finally(() => {
