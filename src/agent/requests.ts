@@ -26,11 +26,17 @@ import { endpointId } from "./desired.js";
 import { toAgentError } from "./errors.js";
 import type { Plumbing } from "./plumbing.js";
 import type { AgentSwitch, PodPorts } from "./ports.js";
-import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "./protocol.js";
+import {
+  CNI_ERR,
+  type AgentError,
+  type AgentRequest,
+  type AgentResponse,
+  type AttachmentResult,
+  type EndpointRequest,
+} from "./protocol.js";
 import type { ClusterRecords } from "./cluster.js";
 import { ENDPOINT_ANNOTATION, parseEndpointAnnotation } from "../cni/request.js";
 import { CniError } from "../cni/errors.js";
-import type { EndpointRequest } from "./protocol.js";
 
 /** ADD and CHECK requests: the ones that name the pod and its namespace. */
 type AttachRequest = Extract<AgentRequest, { podName: string; netns: string }>;
@@ -99,9 +105,7 @@ export class CniRequests {
   }
 
   /** The pod's network and tier: from the runtime, or from the API when the runtime gave none. */
-  private async podRequest(
-    req: AttachRequest,
-  ): Promise<EndpointRequest | { error: { code: number; msg: string; details?: string } }> {
+  private async podRequest(req: AttachRequest): Promise<EndpointRequest | { error: AgentError }> {
     const given: EndpointRequest = {};
     if (req.network !== undefined) given.network = req.network;
     if (req.perfTier !== undefined) given.perfTier = req.perfTier;
