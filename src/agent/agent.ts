@@ -11,6 +11,7 @@
  *   orphans.ts    pods whose namespace vanished without a DEL
  *   gc.ts         nodes that departed
  *   plumbing.ts   addresses, routes and shapers inside pods and on the node
+ *   kubernetes.ts namespaces from the Kubernetes API (with --kubeconfig; kubeapi.ts the client)
  *
  * Restart: pod TAPs are persistent; a new agent finds its node's endpoints in the store and
  * re-attaches their devices, so pods keep their interface, address and MAC.
@@ -32,6 +33,8 @@ import { AgentServer } from "./server.js";
 import { runPlugin } from "../cni/plugin.js";
 import type { ClusterRecords, RecordChange } from "./cluster.js";
 import { ClusterView } from "./view.js";
+import type { KubeApi } from "./kubeapi.js";
+import { NamespaceSync } from "./kubernetes.js";
 
 /** How often, about, everything is compared again under the per-event updates (a safety net). */
 const RESYNC_MS = 5 * 60_000;
@@ -53,6 +56,13 @@ export interface AgentOptions {
   debounceMs?: number;
   /** How long a local pod's namespace must stay gone before its address is released. */
   gcGraceMs?: number;
+  /**
+   * The Kubernetes API: namespace records follow the cluster's namespaces (kubernetes.ts), and a
+   * pod's annotation is read from it when the runtime passes none. Absent: no Kubernetes.
+   */
+  kubernetes?: KubeApi;
+  /** Bound on reading a pod from the Kubernetes API during an ADD. Default 5 s. */
+  podReadTimeoutMs?: number;
 }
 
 /** The agent's side effects beyond the store; the defaults are the real switch and host. */
@@ -107,6 +117,7 @@ export class Agent {
   private resyncWanted = false;
   private localWanted = false;
   private departed: DepartedNodeGc | undefined;
+  private namespaceSync: NamespaceSync | undefined;
   private readonly gcGraceMs: number;
   private ready = false;
   private stopped = false;
@@ -163,6 +174,12 @@ export class Agent {
         this.localWanted = true;
         this.schedule();
       },
+      ...(opts.kubernetes === undefined
+        ? {}
+        : {
+            podAnnotations: (namespace: string, pod: string) =>
+              (opts.kubernetes as KubeApi).podAnnotations(namespace, pod, opts.podReadTimeoutMs ?? 5000),
+          }),
     });
   }
 
@@ -234,6 +251,7 @@ export class Agent {
         onChange: (changes) => {
           this.pending.push(...changes);
           this.schedule();
+          this.namespaceSync?.storeChanged(changes);
         },
         onResync: () => {
           this.resyncWanted = true;
@@ -253,6 +271,10 @@ export class Agent {
     );
     await this.view.start();
     await this.reconcile();
+    if (o.kubernetes !== undefined) {
+      this.namespaceSync = new NamespaceSync({ api: o.kubernetes, store: o.store, log: this.log });
+      this.namespaceSync.start();
+    }
     this.departed = new DepartedNodeGc({
       store: o.store,
       self: o.node,
@@ -298,6 +320,7 @@ export class Agent {
     clearInterval(this.localTimer);
     clearTimeout(this.resyncTimer);
     await this.departed?.stop();
+    await this.namespaceSync?.stop();
     await this.server?.close();
     await this.view?.close();
     await this.ports.lock.run(async () => {

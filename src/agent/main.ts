@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * overlayd: the node agent. Run as root in the node's network namespace, one per node:
- *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH]
+ *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH] [--kubeconfig PATH|in-cluster]
+ *   overlayd install-cni | uninstall-cni [...]   (install.ts: the plugin and its conflist)
  */
 import { Command, InvalidArgumentError } from "commander";
 import { isIPv4 } from "node:net";
@@ -15,6 +16,8 @@ import { managementCidrOf } from "./interfaces.js";
 import { createMetrics, metricsAddress, serveMetrics } from "./metrics.js";
 import { OperatorApi } from "./api.js";
 import { ConnectivityEndpoints } from "./conntest.js";
+import { IN_CLUSTER, KubeApi } from "./kubeapi.js";
+import { INSTALL_COMMANDS, runInstallCommand } from "./install.js";
 
 function ipv4(value: string): string {
   if (!isIPv4(value)) throw new InvalidArgumentError("expected an IPv4 address");
@@ -53,6 +56,11 @@ function positiveInt(value: string): number {
 }
 
 async function main(): Promise<void> {
+  const sub = process.argv[2];
+  if (sub !== undefined && INSTALL_COMMANDS.includes(sub)) {
+    process.exitCode = await runInstallCommand(process.argv);
+    return;
+  }
   const program = new Command()
     .name("overlayd")
     .description("Overlay network node agent: runs the node's VXLAN switch and serves the CNI plugin")
@@ -87,7 +95,12 @@ async function main(): Promise<void> {
       "serve Prometheus metrics at http://IP:PORT/metrics and the operator API for dctl (default: off)",
       listenAddress,
     )
+    .option(
+      "--kubeconfig <path>",
+      `follow the Kubernetes API (namespaces, pod annotations): a kubeconfig file, or "${IN_CLUSTER}" for the pod's service account (default: no Kubernetes)`,
+    )
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .addHelpText("after", "\nSubcommands: overlayd install-cni --help, overlayd uninstall-cni --help")
     .parse();
   const o = program.opts<{
     node: string;
@@ -101,6 +114,7 @@ async function main(): Promise<void> {
     offloads: boolean;
     pollUs: number;
     metricsListen?: { host: string; port: number };
+    kubeconfig?: string;
     logLevel: string;
   }>();
   const logger = pino({ level: o.logLevel, base: { node: o.node } });
@@ -115,6 +129,17 @@ async function main(): Promise<void> {
     );
     process.exit(1);
   }
+  let kubernetes: KubeApi | undefined;
+  try {
+    kubernetes = o.kubeconfig === undefined ? undefined : KubeApi.load(o.kubeconfig);
+  } catch (err) {
+    logger.error(
+      { kubeconfig: o.kubeconfig, err: err instanceof Error ? err.message : String(err) },
+      "cannot load the Kubernetes credentials",
+    );
+    process.exit(1);
+  }
+  if (kubernetes) logger.info({ server: kubernetes.server }, "following the Kubernetes API");
   const storeUrl = o.store ?? storeUrlFromEnv();
   const store = await openStore(storeUrl);
   const agent = new Agent({
@@ -130,6 +155,7 @@ async function main(): Promise<void> {
     pollUs: o.pollUs,
     leaseTtlSeconds: o.leaseTtl,
     gcGraceMs: o.gcGrace * 1000,
+    kubernetes,
   });
   // Metrics, the operator API and its connectivity test endpoints, with --metrics-listen.
   let api: OperatorApi | undefined;
@@ -167,7 +193,11 @@ async function main(): Promise<void> {
       connectivity: () => (agent.isReady ? tests : undefined),
     });
     try {
-      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, api);
+      const ready = (): boolean => {
+        const s = agent.state();
+        return s.ready && s.following;
+      };
+      const server = await serveMetrics(registry, o.metricsListen.host, o.metricsListen.port, api, ready);
       server.unref();
       const { host, port } = o.metricsListen;
       agent.setApiAddress(`${host === "0.0.0.0" ? o.underlayIp : host}:${port}`);

@@ -231,18 +231,27 @@ export function createMetrics(source: MetricsSource): Registry {
 }
 
 /**
- * Serves `registry` at GET /metrics on host:port, and the operator API's paths (api.ts) when
- * given one; resolves once listening.
+ * Serves `registry` at GET /metrics on host:port, the operator API's paths (api.ts) when given
+ * one, and `/readyz` when `ready` is given: 200 while the agent serves CNI ADD and follows the
+ * store (what CNI STATUS answers), 503 otherwise (the DaemonSet's readiness probe). Resolves once
+ * listening.
  */
 export async function serveMetrics(
   registry: Registry,
   host: string,
   port: number,
   api?: { handle(req: IncomingMessage, res: ServerResponse): boolean },
+  ready?: () => boolean,
 ): Promise<Server> {
   const server = createServer((req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method === "GET" && path === "/readyz" && ready !== undefined) {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ready\n" : "not ready\n");
+      return;
+    }
     if (api?.handle(req, res) === true) return;
-    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+    if (req.method !== "GET" || path !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try GET /metrics\n");
       return;
     }

@@ -65,6 +65,18 @@ export type AgentRequest =
       ifName: string;
       podNamespace: string;
       podName: string;
+      /**
+       * False when the runtime passed no pod annotations at all (CRI-O; containerd without the
+       * io.kubernetes.cri.pod-annotations capability): the agent then reads the pod's annotation
+       * from the Kubernetes API, if it has one and the pod is Kubernetes'. Absent: given.
+       */
+      annotationsGiven?: boolean;
+      /**
+       * True when the runtime named the pod's namespace (K8S_POD_NAMESPACE): a Kubernetes pod,
+       * known to the API by these names. False: a namespace from the network configuration (a
+       * runtime without Kubernetes, such as podman).
+       */
+      kubernetesPod?: boolean;
     } & EndpointRequest)
   | {
       op: "DEL";
@@ -90,7 +102,8 @@ export interface AttachmentResult {
  * A failure, with a CNI error code (the CNI spec's "Error" section): 4 invalid environment
  * variables, 7 invalid network configuration, 11 try again later, 50 the plugin is not available
  * (STATUS), 100+ this plugin's own (100 address pool exhausted, 101 unknown network, 102 unknown
- * perf tier, 103 store unreachable, 105 CHECK differs from prevResult).
+ * perf tier, 103 store unreachable, 105 CHECK differs from prevResult, 106 the pod could not be read from the
+ * Kubernetes API).
  */
 export interface AgentError {
   code: number;
@@ -117,4 +130,6 @@ export const CNI_ERR = {
   storeUnreachable: 103,
   /** CHECK: the attachment differs from the runtime's prevResult. */
   attachmentMismatch: 105,
+  /** ADD: the pod's annotations had to come from the Kubernetes API, and it did not answer them. */
+  podUnreadable: 106,
 } as const;

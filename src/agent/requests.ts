@@ -7,6 +7,12 @@
  * readPodVni: none without a valid record, and then the ADD fails, naming the namespace), the
  * port is attached under the ports' lock and the pod's interface configured. Any failure after
  * the write rolls back: the port detached, the endpoint and its address released.
+ *
+ * The pod's request (network, perf tier) comes with the ADD when the runtime passes the pod's
+ * annotations. When it passes none at all (CRI-O; containerd without the pod-annotations
+ * capability) and the pod is Kubernetes', the agent reads the pod from the API (`podAnnotations`)
+ * before anything is written, within a few seconds, and fails with code 106 naming the pod, the
+ * API server and why when it cannot (kubelet retries the sandbox).
  */
 import type { Logger } from "pino";
 import { createEndpoint, deleteEndpoint, DEFAULT_IFNAME } from "../model/endpoints.js";
@@ -20,8 +26,17 @@ import { endpointId } from "./desired.js";
 import { toAgentError } from "./errors.js";
 import type { Plumbing } from "./plumbing.js";
 import type { AgentSwitch, PodPorts } from "./ports.js";
-import { CNI_ERR, type AgentRequest, type AgentResponse, type AttachmentResult } from "./protocol.js";
+import {
+  CNI_ERR,
+  type AgentError,
+  type AgentRequest,
+  type AgentResponse,
+  type AttachmentResult,
+  type EndpointRequest,
+} from "./protocol.js";
 import type { ClusterRecords } from "./cluster.js";
+import { ENDPOINT_ANNOTATION, parseEndpointAnnotation } from "../cni/request.js";
+import { CniError } from "../cni/errors.js";
 
 /** ADD and CHECK requests: the ones that name the pod and its namespace. */
 type AttachRequest = Extract<AgentRequest, { podName: string; netns: string }>;
@@ -43,6 +58,8 @@ export interface RequestDeps {
   following(): boolean;
   /** Asks the reconcile to run soon. */
   changed(): void;
+  /** The pod's annotations from the Kubernetes API; absent when the agent has no API. */
+  podAnnotations?(namespace: string, pod: string): Promise<Record<string, string>>;
 }
 
 /** A tier's cap in bit/s, 0 for none or for a tier this agent does not know. */
@@ -87,6 +104,41 @@ export class CniRequests {
     };
   }
 
+  /** The pod's network and tier: from the runtime, or from the API when the runtime gave none. */
+  private async podRequest(req: AttachRequest): Promise<EndpointRequest | { error: AgentError }> {
+    const given: EndpointRequest = {};
+    if (req.network !== undefined) given.network = req.network;
+    if (req.perfTier !== undefined) given.perfTier = req.perfTier;
+    const read = this.d.podAnnotations;
+    if (req.annotationsGiven !== false || req.kubernetesPod !== true || read === undefined) return given;
+    const pod = `${req.podNamespace}/${req.podName}`;
+    let annotations: Record<string, string>;
+    try {
+      annotations = await read(req.podNamespace, req.podName);
+    } catch (err) {
+      const msg = `cannot read pod ${pod} for its annotation ${ENDPOINT_ANNOTATION}: ${err instanceof Error ? err.message : String(err)}`;
+      return {
+        error: {
+          code: CNI_ERR.podUnreadable,
+          msg,
+          details:
+            "the runtime passed no pod annotations (declare the io.kubernetes.cri.pod-annotations capability in the conflist to skip this read)",
+        },
+      };
+    }
+    if (!(ENDPOINT_ANNOTATION in annotations)) return given;
+    try {
+      return {
+        ...parseEndpointAnnotation(annotations[ENDPOINT_ANNOTATION], `pod ${pod} (Kubernetes API)`),
+        ...given,
+      };
+    } catch (err) {
+      if (err instanceof CniError)
+        return { error: { code: err.code, msg: err.message, details: err.details } };
+      throw err;
+    }
+  }
+
   private async add(req: AttachRequest): Promise<AgentResponse> {
     const { store, ports, plumbing, log } = this.d;
     if (!this.d.ready()) {
@@ -98,12 +150,14 @@ export class CniRequests {
         error: { code: CNI_ERR.invalidEnv, msg: `network namespace ${req.netns} does not exist` },
       };
     }
+    const wanted = await this.podRequest(req);
+    if ("error" in wanted) return { ok: false, error: wanted.error };
     const e = await createEndpoint(store, {
-      network: req.network,
+      network: wanted.network,
       namespace: req.podNamespace,
       pod: req.podName,
       node: this.d.node,
-      tier: req.perfTier,
+      tier: wanted.perfTier,
       containerId: req.containerId,
       ifname: req.ifName || DEFAULT_IFNAME,
       netns: req.netns,

@@ -7,7 +7,7 @@
 import { statSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { IFNAME_MAX } from "../dataplane/names.js";
-import { isDnsLabel, isDnsSubdomain } from "../model/names.js";
+import { isDnsLabel, isDnsSubdomain, isRuntimeName } from "../model/names.js";
 import { invalidEnv } from "./errors.js";
 
 export const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;
@@ -144,17 +144,42 @@ export function requireNetns(netns: string): void {
 export interface PodRef {
   podNamespace: string;
   podName: string;
+  /** The runtime named the namespace (K8S_POD_NAMESPACE): a Kubernetes pod, known to the API. */
+  kubernetesPod: boolean;
+}
+
+/** Where a pod without K8S_POD_NAMESPACE goes: the configuration's namespace, named by its container. */
+export interface PodDefaults {
+  /** The network configuration's `namespace` (config.ts, default "default"). */
+  namespace: string;
+  /** CNI_CONTAINERID, the pod's name when the runtime gives none. */
+  containerId: string;
 }
 
 /**
- * The pod's namespace and name from CNI_ARGS. Required for ADD and CHECK: the namespace decides
- * the pod's VNI, so guessing one would put the pod on the wrong side of isolation.
+ * The pod's namespace and name. The namespace decides the pod's VNI, so it is never guessed:
+ * - with K8S_POD_NAMESPACE in CNI_ARGS (kubelet's runtimes), a Kubernetes pod: K8S_POD_NAMESPACE
+ *   and K8S_POD_NAME, both required, in Kubernetes' own shapes;
+ * - without it (podman and other runtimes without Kubernetes), the namespace the network
+ *   configuration names (`defaults.namespace`), and the pod's name as the runtime gives it:
+ *   K8S_POD_NAME as it is (podman passes the container's name there, `_` and capitals
+ *   included), else the container ID. Without `defaults` such a call fails with code 4.
  */
-export function podRef(args: Record<string, string>): PodRef {
+export function podRef(args: Record<string, string>, defaults?: PodDefaults): PodRef {
   const podNamespace = args["K8S_POD_NAMESPACE"];
   const podName = args["K8S_POD_NAME"];
   if (podNamespace === undefined || podNamespace === "") {
-    throw invalidEnv("CNI_ARGS lacks K8S_POD_NAMESPACE", "the pod's namespace decides its VNI");
+    if (defaults === undefined) {
+      throw invalidEnv("CNI_ARGS lacks K8S_POD_NAMESPACE", "the pod's namespace decides its VNI");
+    }
+    const name = podName === undefined || podName === "" ? defaults.containerId : podName;
+    if (!isRuntimeName(name)) {
+      throw invalidEnv(
+        `CNI_ARGS has an invalid K8S_POD_NAME=${JSON.stringify(name)}`,
+        "a container name: 1-253 letters, digits, '_', '.' and '-', starting with a letter or digit",
+      );
+    }
+    return { podNamespace: defaults.namespace, podName: name, kubernetesPod: false };
   }
   if (podName === undefined || podName === "") throw invalidEnv("CNI_ARGS lacks K8S_POD_NAME");
   // Kubernetes' own shapes (model/names.ts): they become parts of store keys.
@@ -164,13 +189,17 @@ export function podRef(args: Record<string, string>): PodRef {
   if (!isDnsSubdomain(podName)) {
     throw invalidEnv(`CNI_ARGS has an invalid K8S_POD_NAME=${JSON.stringify(podName)}`);
   }
-  return { podNamespace, podName };
+  return { podNamespace, podName, kubernetesPod: true };
 }
 
 /** DEL takes the pod's identity when the runtime still gives it, and does without otherwise. */
-export function optionalPodRef(args: Record<string, string>): Partial<PodRef> {
+export function optionalPodRef(
+  args: Record<string, string>,
+  defaults?: PodDefaults,
+): Partial<Omit<PodRef, "kubernetesPod">> {
   try {
-    return podRef(args);
+    const { podNamespace, podName } = podRef(args, defaults);
+    return { podNamespace, podName };
   } catch {
     return {};
   }

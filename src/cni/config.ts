@@ -1,16 +1,25 @@
 /**
  * The network configuration the runtime writes on stdin (CNI spec 1.1, "Network configuration").
- * Keys of this plugin: `socket` (the agent's unix socket, default `DEFAULT_AGENT_SOCKET`) and
- * `timeoutMs` (how long to wait for the agent). Everything else the runtime adds (`args`,
+ * Keys of this plugin: `socket` (the agent's unix socket, default `DEFAULT_AGENT_SOCKET`),
+ * `timeoutMs` (how long to wait for the agent) and `namespace` (where pods go whose runtime
+ * names no namespace, default `default`). Everything else the runtime adds (`args`,
  * `runtimeConfig`, `prevResult`, `cni.dev/valid-attachments`) is read where it is needed.
  */
 import { isAbsolute } from "node:path";
 import { ifNameProblem, isValidContainerId, type CniCommand } from "./args.js";
 import { CniError, invalidConfig } from "./errors.js";
+import { isDnsLabel } from "../model/names.js";
 import { CNI_ERR, DEFAULT_AGENT_SOCKET, type AttachmentRef } from "../agent/protocol.js";
 
 export const PLUGIN_TYPE = "overlay-cni";
 export const CURRENT_VERSION = "1.1.0";
+/**
+ * The version to write in configurations (overlayd install-cni, docs/CNI.md): containerd 1.x and
+ * podman 4 parse results only up to 1.0.0, and refuse every pod of a 1.1.0 configuration.
+ */
+export const DEFAULT_CONFIG_VERSION = "1.0.0";
+/** Where pods go whose runtime names no namespace (no K8S_POD_NAMESPACE in CNI_ARGS). */
+export const DEFAULT_POD_NAMESPACE = "default";
 /**
  * 0.4.0 is the oldest version with the whole ADD/CHECK/DEL lifecycle, and its result differs
  * from 1.x only by `ips[].version`; older versions have no CHECK and are not offered.
@@ -35,6 +44,8 @@ export interface NetConf {
   type: typeof PLUGIN_TYPE;
   socket: string;
   timeoutMs: number;
+  /** The namespace of pods whose runtime names none (podman and other runtimes without Kubernetes). */
+  namespace: string;
   /** The whole object as given, for keys read elsewhere (`args`, `runtimeConfig`). */
   raw: JsonObject;
 }
@@ -123,8 +134,21 @@ export function parseConfig(raw: JsonObject, command: CniCommand): NetConf {
     type: PLUGIN_TYPE,
     socket: socketOf(raw),
     timeoutMs: timeoutOf(raw),
+    namespace: namespaceOf(raw),
     raw,
   };
+}
+
+function namespaceOf(raw: JsonObject): string {
+  const ns = raw["namespace"];
+  if (ns === undefined) return DEFAULT_POD_NAMESPACE;
+  if (typeof ns !== "string" || !isDnsLabel(ns)) {
+    throw invalidConfig(
+      `network configuration: namespace must be a namespace name, got ${JSON.stringify(ns)}`,
+      "1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+    );
+  }
+  return ns;
 }
 
 function socketOf(raw: JsonObject): string {

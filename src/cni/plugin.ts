@@ -54,12 +54,13 @@ async function attach(
   const e = parseEnv(env);
   const netns = required(e.netns, "CNI_NETNS");
   requireNetns(netns);
+  const containerId = required(e.containerId, "CNI_CONTAINERID");
   const response = await deps.handle({
     op,
-    containerId: required(e.containerId, "CNI_CONTAINERID"),
+    containerId,
     netns,
     ifName: required(e.ifName, "CNI_IFNAME"),
-    ...podRef(e.args),
+    ...podRef(e.args, { namespace: conf.namespace, containerId }),
     ...endpointRequest(conf.raw),
   });
   if (!response.ok) throw fromAgent(response.error);

@@ -7,7 +7,8 @@
  *   3. `runtimeConfig["io.kubernetes.cri.pod-annotations"]` (containerd, when the configuration
  *      declares that capability).
  * No annotation means no network and no tier: the agent applies the default network and
- * `best-effort`, and fails clearly when there is no default network.
+ * `best-effort`, and fails clearly when there is no default network. No annotations at all (no
+ * source present) lets the agent read the pod's from the Kubernetes API (src/agent/requests.ts).
  */
 import { invalidConfig } from "./errors.js";
 import { isObject, type JsonObject } from "./config.js";
@@ -73,11 +74,18 @@ export function parseEndpointAnnotation(value: unknown, where: string): Endpoint
   return out;
 }
 
-export function endpointRequest(raw: JsonObject): EndpointRequest {
+/**
+ * The pod's request, and whether the runtime passed the pod's annotations at all: when it passed
+ * none (`annotationsGiven` false), the agent may read them from the Kubernetes API instead.
+ */
+export function endpointRequest(raw: JsonObject): EndpointRequest & { annotationsGiven: boolean } {
+  let annotationsGiven = false;
   for (const source of SOURCES) {
     const annotations = lookup(raw, source);
-    if (annotations === undefined || !(ENDPOINT_ANNOTATION in annotations)) continue;
-    return parseEndpointAnnotation(annotations[ENDPOINT_ANNOTATION], source.where);
+    if (annotations === undefined) continue;
+    annotationsGiven = true;
+    if (!(ENDPOINT_ANNOTATION in annotations)) continue;
+    return { ...parseEndpointAnnotation(annotations[ENDPOINT_ANNOTATION], source.where), annotationsGiven };
   }
-  return {};
+  return { annotationsGiven };
 }

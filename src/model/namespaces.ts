@@ -17,8 +17,9 @@
  * what turning isolation off means. The per-namespace VNIs are still kept, unused.
  *
  * Namespaces are known from pods that use them (source "pod"), from `dctl namespace create`
- * ("dctl"), from network creation ("builtin": the namespaces every Kubernetes cluster has) and,
- * later, from Kubernetes itself ("kubernetes").
+ * ("dctl"), from network creation ("builtin": the namespaces every Kubernetes cluster has) and
+ * from Kubernetes itself ("kubernetes": the agent's namespace sync, src/agent/kubernetes.ts,
+ * through ensureNamespaces and releaseNamespace).
  *
  * Past 400 lines on purpose: the pure policy (which VNI a pod is on) and the writes that change
  * it (ensure, join, isolate, make-global, delete) are one rule read from two sides; every write
@@ -424,4 +425,114 @@ export async function makeNamespacesGlobal(
       .map((e) => ({ ...e.value, vni: GLOBAL_VNI }));
     return { puts, result: entries.map((e) => e.value.name) };
   });
+}
+
+// ---- namespaces that come and go with an outside source (Kubernetes) ---------------------
+
+/**
+ * etcd refuses a transaction of more than 128 operations (`--max-txn-ops`); a batch of names is
+ * written in groups well below that (each name one compare and one put).
+ */
+const ENSURE_BATCH = 100;
+
+/**
+ * Makes every namespace of `names` known to the network with `source` among its sources, in one
+ * transaction per ENSURE_BATCH names (ensureNamespace for many: one read of the network's
+ * namespaces instead of one per name). Idempotent: names already known with `source` cost no
+ * write, so many agents calling it with the same names agree on one record and one VNI each
+ * (the losers of the compare-and-swap read again and find nothing left to do). Returns the
+ * names it wrote. Damaged records are left alone, and reported by the error of the batch they are in.
+ */
+export async function ensureNamespaces(
+  store: Store,
+  network: string,
+  names: readonly string[],
+  source: NamespaceSource,
+): Promise<string[]> {
+  const wanted = [...new Set(names)].sort();
+  for (const name of wanted) checkNamespaceName(name);
+  const written: string[] = [];
+  for (let i = 0; i < wanted.length; i += ENSURE_BATCH) {
+    const batch = wanted.slice(i, i + ENSURE_BATCH);
+    const done = await mutateNamespaces(store, network, `registering ${batch.length} namespaces`, (ctx) => {
+      const used = usedVnis(ctx.namespaces);
+      const puts: NamespaceRecord[] = [];
+      for (const name of batch) {
+        requireUndamaged(ctx, name);
+        const existing = ctx.namespaces.get(name)?.value;
+        if (existing !== undefined) {
+          if (!existing.sources.includes(source))
+            puts.push({ ...existing, sources: [...existing.sources, source] });
+          continue;
+        }
+        const vni = GLOBAL_BY_DEFAULT.includes(name) ? GLOBAL_VNI : freshVni(ctx, used, `namespace ${name}`);
+        used.push(vni);
+        puts.push({ schemaVersion: 1, network, name, vni, sources: [source], createdAt: now() });
+      }
+      return { puts, result: puts.map((r) => r.name) };
+    });
+    written.push(...done);
+  }
+  return written;
+}
+
+/**
+ * Sources a namespace record may lose when the outside source forgets the namespace: its own,
+ * and "pod" (a pod of that namespace registered it first). The others ("builtin", "dctl",
+ * "repair") are someone's explicit word and keep the record.
+ */
+const FOLLOWS_SOURCE: readonly NamespaceSource[] = ["pod"];
+
+export type ReleaseOutcome = "deleted" | "kept" | "in-use" | "absent";
+
+/**
+ * The outside `source` (Kubernetes) no longer has the namespace. A record that only that source
+ * (or a pod) made is deleted, in a transaction that requires the record unchanged and no endpoint
+ * of the namespace on the network, so it never runs under a pod being added ("in-use": the
+ * caller tries again once the namespace's endpoints are gone). A record someone else also asked
+ * for loses `source` from its sources and stays ("kept"). "absent": nothing to do.
+ */
+export async function releaseNamespace(
+  store: Store,
+  network: string,
+  name: string,
+  source: NamespaceSource,
+): Promise<ReleaseOutcome> {
+  const key = namespaceKey(network, name);
+  return retrying(
+    `releasing namespace ${name}`,
+    async () => {
+      const kv = await store.get(key);
+      if (kv === undefined) return "absent";
+      const broken = damagedNamespaceOf(network, name, kv);
+      if (broken !== undefined) throw damagedNamespaceError(broken);
+      const parsed = parseNamespace(kv);
+      if (!parsed.ok) throw invalid(`namespace record ${key}: ${parsed.problem.problem}`);
+      const rec = parsed.value;
+      if (!rec.sources.includes(source)) return "kept";
+      const others = rec.sources.filter((s) => s !== source && !FOLLOWS_SOURCE.includes(s));
+      if (others.length > 0) {
+        const updated = { ...rec, sources: rec.sources.filter((s) => s !== source) };
+        const txn = await store.txn(
+          [{ key, modRevision: kv.modRevision }],
+          [{ type: "put", key, value: encode(updated) }],
+        );
+        return txn.succeeded ? "kept" : RETRY;
+      }
+      const endpoints = namespaceEndpointsPrefix(network, name);
+      const txn = await store.txn(
+        [
+          { key, modRevision: kv.modRevision },
+          { prefix: endpoints, maxModRevision: 0 },
+        ],
+        [{ type: "delete", key }],
+      );
+      if (txn.succeeded) return "deleted";
+      // Lost to a change of the record, or the namespace has endpoints: which one?
+      const again = await store.get(key);
+      if (again?.modRevision !== kv.modRevision) return RETRY;
+      return "in-use";
+    },
+    { contended: `namespace record ${name} of network ${network}` },
+  );
 }

@@ -135,7 +135,7 @@ export async function startFakeAgent(
       underlayIp: "10.99.0.1",
       store,
       socketPath: join(dir, "agent.sock"),
-      logger: pino({ level: "silent" }),
+      logger: pino({ level: process.env.OVERLAY_TEST_LOG ?? "silent" }),
       debounceMs: 1,
       ...options,
     },

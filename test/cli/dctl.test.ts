@@ -325,6 +325,29 @@ describe("dctl network overlay list-namespaces / endpoints / delete", () => {
     );
   });
 
+  it("lists pods of runtimes without Kubernetes by the name the runtime gave", async () => {
+    // podman: no K8S_POD_NAMESPACE, the container's generated name; or only a container ID.
+    await createEndpoint(store, {
+      network: "red",
+      namespace: "default",
+      pod: "wonderful_galileo",
+      node: "appserv76",
+      containerId: "c3",
+    });
+    await createEndpoint(store, {
+      network: "red",
+      namespace: "default",
+      pod: "3f1c0ffee9a1",
+      node: "appserv76",
+      containerId: "3f1c0ffee9a1",
+    });
+    const rows = cells(await ok("network", "overlay", "endpoints", "red", "-n", "default"));
+    expect(rows.slice(1).map((r) => [r[0], r[1]])).toEqual([
+      ["3f1c0ffee9a1", "default"],
+      ["wonderful_galileo", "default"],
+    ]);
+  });
+
   it("deletes the network", async () => {
     expect(await ok("network", "overlay", "delete", "red")).toBe("Successfully deleted network\n");
     expect(cells(await ok("network", "overlay", "list"))).toEqual([HEADER]);

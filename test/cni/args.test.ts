@@ -127,6 +127,32 @@ describe("podRef", () => {
     expect(podRef({ K8S_POD_NAMESPACE: "tea", K8S_POD_NAME: "web.v1-2" })).toEqual({
       podNamespace: "tea",
       podName: "web.v1-2",
+      kubernetesPod: true,
+    });
+  });
+
+  const defaults = { namespace: "espresso", containerId: "3f1c0ffee" };
+
+  it("without K8S_POD_NAMESPACE takes the configuration's namespace and the runtime's name as is", () => {
+    // podman: IgnoreUnknown=1;K8S_POD_NAME=<container name>, generated names with '_'.
+    expect(podRef({ IgnoreUnknown: "1", K8S_POD_NAME: "wonderful_galileo" }, defaults)).toEqual({
+      podNamespace: "espresso",
+      podName: "wonderful_galileo",
+      kubernetesPod: false,
+    });
+    expect(podRef({ K8S_POD_NAME: "Web.1" }, defaults).podName).toBe("Web.1");
+    // No name at all: the container ID.
+    expect(podRef({}, defaults)).toEqual({
+      podNamespace: "espresso",
+      podName: "3f1c0ffee",
+      kubernetesPod: false,
+    });
+    // A Kubernetes pod keeps Kubernetes' rules, whatever the defaults.
+    expect(podRef({ K8S_POD_NAMESPACE: "tea", K8S_POD_NAME: "web" }, defaults).podNamespace).toBe("tea");
+    expect(codeOf(() => podRef({ K8S_POD_NAMESPACE: "tea", K8S_POD_NAME: "a_b" }, defaults)).code).toBe(4);
+    expect(codeOf(() => podRef({ K8S_POD_NAME: "a/b" }, defaults))).toMatchObject({
+      code: 4,
+      msg: 'CNI_ARGS has an invalid K8S_POD_NAME="a/b"',
     });
   });
 

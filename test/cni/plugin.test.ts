@@ -168,8 +168,10 @@ describe("ADD", () => {
         ifName: "eth0",
         podNamespace: "coffee",
         podName: "nginx-1",
+        kubernetesPod: true,
         network: "red",
         perfTier: "best-effort",
+        annotationsGiven: true,
       },
     ]);
   });
@@ -235,10 +237,30 @@ describe("ADD", () => {
     expect(agent.requests).toEqual([]);
   });
 
-  it("refuses missing pod identity with code 4", async () => {
-    const e = errorOf(await plugin(env("ADD", { CNI_ARGS: "K8S_POD_NAME=x" }), conf()));
-    expect(e.code).toBe(4);
-    expect(e.msg).toBe("CNI_ARGS lacks K8S_POD_NAMESPACE");
+  it("puts a pod without K8S_POD_NAMESPACE (podman) in the configuration's namespace, named as the runtime names it", async () => {
+    const podman = { CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAME=wonderful_galileo" };
+    expect((await plugin(env("ADD", podman), conf())).exitCode).toBe(0);
+    expect((await plugin(env("ADD", { CNI_ARGS: "" }), conf({ namespace: "espresso" }))).exitCode).toBe(0);
+    expect(agent.requests).toMatchObject([
+      {
+        podNamespace: "default",
+        podName: "wonderful_galileo",
+        kubernetesPod: false,
+        annotationsGiven: false,
+      },
+      { podNamespace: "espresso", podName: "pod1", kubernetesPod: false },
+    ]);
+  });
+
+  it("refuses missing or invalid pod identity with code 4, and a bad namespace key with code 7", async () => {
+    expect(errorOf(await plugin(env("ADD", { CNI_ARGS: "K8S_POD_NAMESPACE=x" }), conf()))).toMatchObject({
+      code: 4,
+      msg: "CNI_ARGS lacks K8S_POD_NAME",
+    });
+    const bad = errorOf(await plugin(env("ADD", { CNI_ARGS: "" }), conf({ namespace: "Coffee" })));
+    expect(bad.code).toBe(7);
+    expect(bad.msg).toContain("namespace");
+    expect(agent.requests).toEqual([]);
   });
 
   it.each(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])("refuses a missing %s with code 4", async (v) => {

@@ -21,20 +21,21 @@ describe("endpointRequest", () => {
     expect(endpointRequest(viaArgs('{ "network": "red", "perfTier": "best-effort" }'))).toEqual({
       network: "red",
       perfTier: "best-effort",
+      annotationsGiven: true,
     });
   });
 
   it("reads runtimeConfig.annotations and containerd's pod-annotations", () => {
     expect(
       endpointRequest({ runtimeConfig: { annotations: { [ENDPOINT_ANNOTATION]: '{"network":"blue"}' } } }),
-    ).toEqual({ network: "blue" });
+    ).toEqual({ network: "blue", annotationsGiven: true });
     expect(
       endpointRequest({
         runtimeConfig: {
           "io.kubernetes.cri.pod-annotations": { [ENDPOINT_ANNOTATION]: '{"perfTier":"high"}' },
         },
       }),
-    ).toEqual({ perfTier: "high" });
+    ).toEqual({ perfTier: "high", annotationsGiven: true });
   });
 
   it("prefers args.cni.annotations over runtimeConfig", () => {
@@ -43,14 +44,22 @@ describe("endpointRequest", () => {
         ...viaArgs('{"network":"red"}'),
         runtimeConfig: { annotations: { [ENDPOINT_ANNOTATION]: '{"network":"blue"}' } },
       }),
-    ).toEqual({ network: "red" });
+    ).toEqual({ network: "red", annotationsGiven: true });
   });
 
   it("gives nothing when the annotation is absent, so the agent applies its defaults", () => {
-    expect(endpointRequest({})).toEqual({});
-    expect(endpointRequest({ args: { cni: { annotations: { other: "x" } } } })).toEqual({});
-    expect(endpointRequest({ runtimeConfig: { portMappings: [] } })).toEqual({});
-    expect(endpointRequest(viaArgs("{}"))).toEqual({});
+    expect(endpointRequest({ args: { cni: { annotations: { other: "x" } } } })).toEqual({
+      annotationsGiven: true,
+    });
+    expect(endpointRequest(viaArgs("{}"))).toEqual({ annotationsGiven: true });
+  });
+
+  it("says when the runtime passed no annotations at all, so the agent may ask the Kubernetes API", () => {
+    expect(endpointRequest({})).toEqual({ annotationsGiven: false });
+    expect(endpointRequest({ runtimeConfig: { portMappings: [] } })).toEqual({ annotationsGiven: false });
+    expect(endpointRequest({ runtimeConfig: { "io.kubernetes.cri.pod-annotations": {} } })).toEqual({
+      annotationsGiven: true,
+    });
   });
 
   it.each([

@@ -179,13 +179,24 @@ describe("endpoints", () => {
     await expect(
       createEndpoint(store, { ...base, namespace: "a", pod: "P/x", containerId: "c" }),
     ).rejects.toThrow(/invalid pod name "P\/x"/);
-    // DNS-1123 subdomains, as the CNI plugin checks K8S_POD_NAME: labels around every dot.
+    // DNS-1123 subdomains (Kubernetes pods), or a container's name or ID (runtimes without
+    // Kubernetes: podman's names have '_' and capitals): never a '/', never a leading '.'.
     await expect(
-      createEndpoint(store, { ...base, namespace: "a", pod: "web..v1", containerId: "c" }),
-    ).rejects.toThrow(/invalid pod name "web\.\.v1"/);
+      createEndpoint(store, { ...base, namespace: "a", pod: ".web", containerId: "c" }),
+    ).rejects.toThrow(/invalid pod name "\.web"/);
     await expect(
-      createEndpoint(store, { ...base, namespace: "a", pod: "web.-v1", containerId: "c" }),
+      createEndpoint(store, { ...base, namespace: "a", pod: "-web", containerId: "c" }),
     ).rejects.toThrow(/invalid pod name/);
+    await expect(
+      createEndpoint(store, { ...base, namespace: "a", pod: "x".repeat(254), containerId: "c" }),
+    ).rejects.toThrow(/invalid pod name/);
+    const podman = await createEndpoint(store, {
+      ...base,
+      namespace: "a",
+      pod: "wonderful_Galileo",
+      containerId: "c",
+    });
+    expect(podman.pod).toBe("wonderful_Galileo");
     await expect(
       createEndpoint(store, { ...base, namespace: "a", pod: "p", containerId: " " }),
     ).rejects.toThrow("container ID is empty");
