@@ -27,7 +27,14 @@ import { openStore } from "../dist/src/store/index.js";
 import { TableDigest, clock, entryValue, errorText, memory } from "./scale-common.mjs";
 
 function parseArgs(argv) {
-  const o = { store: "", node: "", socket: "", expect: { count: 0, sum: 0, xor: 0 }, timeoutMs: 120_000 };
+  const o = {
+    store: "",
+    node: "",
+    socket: "",
+    expect: { count: 0, sum: 0, xor: 0 },
+    timeoutMs: 120_000,
+    leaseTtlS: 10,
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`${flag} needs a value`);
@@ -35,6 +42,7 @@ function parseArgs(argv) {
     else if (flag === "--node") o.node = value;
     else if (flag === "--socket") o.socket = value;
     else if (flag === "--timeout-ms") o.timeoutMs = Number(value);
+    else if (flag === "--lease-ttl") o.leaseTtlS = Number(value);
     else if (flag === "--expect") {
       const [count, sum, xor] = value.split(",").map(Number);
       o.expect = { count: Number(count), sum: Number(sum), xor: Number(xor) };
@@ -232,7 +240,14 @@ const baseline = memory();
 let recorder;
 const store = await openStore(o.store);
 const agent = new Agent(
-  { node: o.node, underlayIp: "127.0.0.1", store, socketPath: o.socket, logger },
+  {
+    node: o.node,
+    underlayIp: "127.0.0.1",
+    store,
+    socketPath: o.socket,
+    logger,
+    leaseTtlSeconds: o.leaseTtlS,
+  },
   {
     createSwitch: (options) => {
       recorder = new RecordingSwitch(options, port);

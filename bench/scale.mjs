@@ -22,8 +22,8 @@
  *   6. the agent's remote table is compared, entry by entry, with the store's;
  *   7. a node departs (node-002's registration deleted, as its lease running out would): the
  *      time until the agent's table has withdrawn its remotes, and until the agent has released
- *      its endpoints, addresses and block after the 20 s grace (the departed-node GC), checked
- *      against the store;
+ *      its endpoints, addresses and block after the grace of 2 lease TTLs (the departed-node GC),
+ *      checked against the store;
  *   8. `dctl network overlay endpoints red -o json` and `dctl network overlay check red` are run
  *      and timed against the same etcd;
  *   9. everything started for the point is stopped by its pid and its folder removed.
@@ -72,13 +72,18 @@ const AGENT_NODE = nodeName(1);
 const QUOTA_BYTES = 8 * 1024 ** 3;
 /** How long after the churn the agent may still apply its last events. */
 const SETTLE_MS = 10_000;
-/** The agent's idle CPU is measured over this long before the churn. */
+/** The agent's idle CPU is measured over this long before the churn (--quick: 2 s). */
 const IDLE_MS = 10_000;
+const QUICK_IDLE_MS = 2_000;
 const DCTL_TIMEOUT_MS = 120_000;
 /** The simulated node whose registration is deleted to measure the departed-node GC. */
 const DEPARTING_NODE = nodeName(2);
-/** The agent releases a departed node's records 2 lease TTLs (10 s by default) after it left. */
-const DEPARTED_GRACE_MS = 20_000;
+/**
+ * The agent's lease TTL (s): overlayd's default, or 2 s with --quick. It releases a departed
+ * node's records 2 TTLs after the node left.
+ */
+const LEASE_TTL_S = 10;
+const QUICK_LEASE_TTL_S = 2;
 
 function parseArgs(argv) {
   const o = {
@@ -88,6 +93,8 @@ function parseArgs(argv) {
     timeoutS: 120,
     json: false,
     quick: false,
+    idleMs: IDLE_MS,
+    leaseTtlS: LEASE_TTL_S,
   };
   let pointsGiven = false;
   let secondsGiven = false;
@@ -118,6 +125,8 @@ function parseArgs(argv) {
   if (o.quick) {
     if (!pointsGiven) o.points = "10x20";
     if (!secondsGiven) o.churnSeconds = 3;
+    o.idleMs = QUICK_IDLE_MS;
+    o.leaseTtlS = QUICK_LEASE_TTL_S;
   }
   const points = o.points.split(",").map((s) => {
     const m = /^(\d+)x(\d+)$/.exec(s.trim());
@@ -433,14 +442,14 @@ function dctl(url, args) {
  * @param {ReturnType<typeof forkChild>} host
  * @param {string} label
  */
-async function departNode(store, host, label) {
-  const out = { node: DEPARTING_NODE, graceMs: DEPARTED_GRACE_MS, ok: false };
+async function departNode(store, host, label, graceMs) {
+  const out = { node: DEPARTING_NODE, graceMs, ok: false };
   const blocks = (await listBlocks(store, NETWORK)).entries.filter((e) => e.value.node === DEPARTING_NODE);
   const t0 = clock();
   await store.txn([], [{ type: "delete", key: nodeKey(DEPARTING_NODE) }]);
   const expected = await expectedTable(store);
   out.endpoints = expected.endpointsOf.get(DEPARTING_NODE) ?? 0;
-  const deadline = t0 + DEPARTED_GRACE_MS + 60_000;
+  const deadline = t0 + graceMs + 60_000;
   while (out.withdrawnMs === undefined && clock() < deadline) {
     const state = await host.ask({ cmd: "state" }, ["state"], 30_000);
     if (TableDigest.equal(state.digest, expected.digest)) out.withdrawnMs = clock() - t0;
@@ -558,6 +567,7 @@ async function runPoint(o, point) {
         ...["--store", url, "--node", AGENT_NODE, "--socket", join(dir, "agent.sock")],
         ...["--expect", `${before.digest.count},${before.digest.sum},${before.digest.xor}`],
         ...["--timeout-ms", String(o.timeoutS * 1000)],
+        ...["--lease-ttl", String(o.leaseTtlS)],
       ]);
       // "started" (start() returned) may come first; what counts is one of these.
       const agentUp = await host.next(
@@ -608,7 +618,7 @@ async function runPoint(o, point) {
       // Idle: the agent host's CPU with nothing written (its timers: lease, safety-net
       // reconcile, departed-node scan), the floor under the churn's figure.
       await host.ask({ cmd: "churn-begin" }, ["churn-begun"], 30_000);
-      await sleep(IDLE_MS);
+      await sleep(o.idleMs);
       const idle = await host.ask({ cmd: "churn-end" }, ["churn-ended"], 30_000);
       r.idleCpuPercent = ((idle.userMs + idle.systemMs) / idle.wallMs) * 100;
 
@@ -718,7 +728,7 @@ async function runPoint(o, point) {
 
       // A node departs: its remotes leave the table at once, its records after the grace.
       progress(`${label}: ${DEPARTING_NODE} departs`);
-      r.departed = await departNode(store, host, label);
+      r.departed = await departNode(store, host, label, 2 * o.leaseTtlS * 1000);
       if (!r.departed.ok) r.failures.push(`departed-node GC: ${r.departed.error}`);
       if (r.departed.endpointsInStore !== undefined) r.endpointsAfter = r.departed.endpointsInStore;
     };

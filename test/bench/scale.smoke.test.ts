@@ -57,6 +57,17 @@ interface Point {
     stale: number;
   };
   dctl: { endpoints: Dctl & { listed: number }; check: Dctl };
+  idleCpuPercent: number;
+  departed: {
+    ok: boolean;
+    error?: string;
+    endpoints: number;
+    graceMs: number;
+    withdrawnMs: number;
+    releasedMs: number;
+    endpointsLeft: number;
+    addressesLeft: number;
+  };
 }
 
 function run(args: string[], timeoutMs: number): Promise<{ code: number | null; out: string; err: string }> {
@@ -108,7 +119,17 @@ describe.skipIf(skipReason() !== undefined)("control-plane scale benchmark smoke
     expect(p.table.programmed).toBe(p.table.expected);
     expect(p.table.expected).toBeGreaterThan(0);
 
+    // node-002 departs: its remotes leave the table, and its records go after the grace.
+    expect(p.departed.ok, p.departed.error).toBe(true);
+    expect(p.departed.endpoints).toBe(20);
+    expect(p.departed.withdrawnMs).toBeGreaterThan(0);
+    expect(p.departed.releasedMs).toBeGreaterThanOrEqual(p.departed.graceMs);
+    expect(p.departed).toMatchObject({ endpointsLeft: 0, addressesLeft: 0 });
+    expect(p.idleCpuPercent).toBeGreaterThanOrEqual(0);
+
     expect(p.dctl.endpoints.ok, p.dctl.endpoints.error).toBe(true);
+    // The departed node's 20 endpoints are gone from the listing.
+    expect(p.dctl.endpoints.listed).toBe(p.endpoints - 20);
     expect(p.dctl.endpoints.listed).toBeGreaterThan(0);
     expect(p.dctl.check.ok, p.dctl.check.error).toBe(true);
     expect(p.dctl.endpoints.ms).toBeGreaterThan(0);
