@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "poll.h"
+#include "poll_window.h"
 #include "tap.h"
 #include "worker.h"
 

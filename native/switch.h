@@ -26,7 +26,7 @@ struct SwitchConfig {
   int workers = 1;
   bool offloads = true;
   int underlay_mtu = 1500;
-  // Bound of each packet thread's adaptive poll window (poll.h), microseconds; 0 = off.
+  // Bound of each packet thread's adaptive poll window (poll_window.h), microseconds; 0 = off.
   uint32_t poll_us = 0;
 };
 

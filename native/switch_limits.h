@@ -49,7 +49,7 @@ inline constexpr Range kNameLength{1, kMaxIfName, "nameLength"};
 // bucket's byte arithmetic stays within 64 bits. Fractions are truncated, not refused.
 inline constexpr Range kRateBitsPerSec{0, 1e15, "rateBitsPerSec", false};
 
-// A packet thread's adaptive poll window bound, microseconds (poll.h); 0 = off. 10 ms: far
+// A packet thread's adaptive poll window bound, microseconds (poll_window.h); 0 = off. 10 ms: far
 // above any round trip worth spinning for.
 inline constexpr Range kPollUs{0, 10000, "pollUs"};
 

@@ -8,7 +8,7 @@
 //
 // It reads the switch's tables through Qsbr: online while it works, offline while it polls or
 // sleeps in epoll_wait. After a batch it keeps looking for more for a short self-tuned window
-// before it sleeps (poll.h). It never allocates, locks or calls into Node on this path.
+// before it sleeps (poll_window.h). It never allocates, locks or calls into Node on this path.
 #pragma once
 
 #include <sys/epoll.h>
@@ -21,7 +21,7 @@
 
 #include "coalesce.h"
 #include "encap.h"
-#include "poll.h"
+#include "poll_window.h"
 #include "tables.h"
 
 namespace overlay {
