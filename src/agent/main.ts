@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     .requiredOption("--underlay-ip <ip>", "this node's underlay IPv4 address (the VTEP)", ipv4)
     .option(
       "--store <url>",
-      "cluster store: sqlite:PATH or etcd://HOST:PORT[,...] (default: $OVERLAY_STORE or the embedded SQLite file)",
+      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS; OVERLAY_ETCD_CA/CERT/KEY) (default: $OVERLAY_STORE or the embedded SQLite file)",
     )
     .option("--socket <path>", "unix socket served to the CNI plugin", DEFAULT_AGENT_SOCKET)
     .option(
