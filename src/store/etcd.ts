@@ -21,7 +21,10 @@ import {
   ClientClosedError,
   CompareResult,
   CompareTarget,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  EtcdUserNotFoundError,
   EtcdWatchStreamEnded,
   Etcd3,
   GRPCCancelledError,
@@ -45,6 +48,7 @@ import { prefixRangeBytes } from "./keys.js";
 import {
   DEFAULT_PAGE_SIZE,
   ListingCompactedError,
+  StoreAccessError,
   StoreUnavailableError,
   type Compare,
   type KeyValue,
@@ -241,6 +245,8 @@ export class EtcdStore implements Store {
   private closed = false;
   /** TLS settings, for the reasons given in errors; undefined: plain text. */
   readonly tls: EtcdTls | undefined;
+  /** The etcd user, for errors; undefined: no etcd auth. */
+  private readonly username: string | undefined;
 
   constructor(endpoints: string[], options: EtcdStoreOptions = {}) {
     if (endpoints.length === 0) throw new Error("etcd store: no endpoints given");
@@ -254,6 +260,7 @@ export class EtcdStore implements Store {
     this.renewals = new LeaseRenewals(this);
     const tls = options.tls;
     this.tls = tls;
+    this.username = options.auth?.username;
     const scheme = tls === undefined ? "http" : "https";
     const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `${scheme}://${e}`));
     const attempts = hosts.length;
@@ -530,6 +537,19 @@ export class EtcdStore implements Store {
       if (err instanceof StoreUnavailableError) throw err;
       if (err instanceof ClientClosedError || this.closed)
         throw new Error("etcd store is closed", { cause: err });
+      if (
+        err instanceof EtcdAuthenticationFailedError ||
+        err instanceof EtcdUserNotFoundError ||
+        err instanceof EtcdPermissionDeniedError
+      ) {
+        const who = this.username === undefined ? "" : ` (etcd user ${JSON.stringify(this.username)})`;
+        throw new StoreAccessError(
+          `etcd ${this.endpoints.join(",")}: ${what} refused${who}: ${err.message}`,
+          {
+            cause: err,
+          },
+        );
+      }
       if (isUnavailable(err)) {
         const raw = err instanceof Error ? err.message : String(err);
         const msg = tlsFailureReason(raw, this.tls) ?? raw;

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Etcd3 } from "etcd3";
 import { EtcdStore } from "../../src/store/etcd.js";
 import { StoreConfigError, etcdTlsFromEnv, openStore } from "../../src/store/index.js";
-import { StoreUnavailableError, type Store } from "../../src/store/store.js";
+import { StoreAccessError, StoreUnavailableError, type Store } from "../../src/store/store.js";
 import { makeTestCerts, type CertFiles, type TestCerts } from "../helpers/certs.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { expectWithin } from "../helpers/timing.js";
@@ -127,6 +128,74 @@ describe("etcd over TLS with client certificates (etcds://)", () => {
       expect((err as Error).message).toMatch(/does not trust etcd's server certificate .*OVERLAY_ETCD_CA/);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("etcd's user/password auth on top of the client certificate", () => {
+  let authEtcd: TestEtcd;
+
+  beforeAll(async () => {
+    authEtcd = await startEtcd({ tls: { ca: certs.ca, ...certs.server, client: certs.client } });
+    const admin = new Etcd3({
+      hosts: `https://${authEtcd.endpoint}`,
+      credentials: {
+        rootCertificate: readFileSync(certs.ca),
+        certChain: readFileSync(certs.client.cert),
+        privateKey: readFileSync(certs.client.key),
+      },
+    });
+    try {
+      await admin.role("root").create();
+      await admin.user("root").create("root-pw");
+      await admin.user("root").addRole("root");
+      await admin.user("overlay").create("overlay-pw");
+      await admin.user("overlay").addRole("root");
+      await admin.auth.authEnable({});
+    } finally {
+      admin.close();
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await authEtcd?.stop();
+  });
+
+  const env = (password: string): NodeJS.ProcessEnv => ({
+    ...envFor(certs.client),
+    OVERLAY_ETCD_USER: "overlay",
+    OVERLAY_ETCD_PASSWORD: password,
+  });
+
+  it("the right password: put and get", async () => {
+    const store = await openStore(authEtcd.url, { timeoutMs: TIMEOUT_MS, env: env("overlay-pw") });
+    try {
+      await store.txn([], [{ type: "put", key: "auth/k", value: "v" }]);
+      expect(await store.get("auth/k")).toMatchObject({ value: "v" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a wrong password: a clear error naming the store and the user, within the timeout, and no write", async () => {
+    const store = await openStore(authEtcd.url, { timeoutMs: TIMEOUT_MS, env: env("wrong") });
+    try {
+      const { err, ms } = await failure(() =>
+        store.txn([], [{ type: "put", key: "auth/intruder", value: "x" }]),
+      );
+      expect(err).toBeInstanceOf(StoreAccessError);
+      expect((err as Error).message).toMatch(
+        new RegExp(`^etcd ${authEtcd.endpoint.replace(/\./g, "\\.")}: txn refused \\(etcd user "overlay"\\): .*authentication failed`),
+      ); // prettier-ignore
+      expectWithin("a call with a wrong password", ms, TIMEOUT_MS);
+    } finally {
+      await store.close();
+    }
+    const good = await openStore(authEtcd.url, { timeoutMs: TIMEOUT_MS, env: env("overlay-pw") });
+    try {
+      expect(await good.get("auth/intruder")).toBeUndefined();
+    } finally {
+      await good.close();
     }
   });
 });
