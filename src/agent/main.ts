@@ -9,7 +9,7 @@ import { isIPv4 } from "node:net";
 import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
-import { openStore, storeUrlFromEnv } from "../store/index.js";
+import { openStore, storeUrlFromEnv, type Store } from "../store/index.js";
 import { DEFAULT_POLL_US, switchLimits, type Switch } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     .requiredOption("--underlay-ip <ip>", "this node's underlay IPv4 address (the VTEP)", ipv4)
     .option(
       "--store <url>",
-      "cluster store: sqlite:PATH or etcd://HOST:PORT[,...] (default: $OVERLAY_STORE or the embedded SQLite file)",
+      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS; OVERLAY_ETCD_CA/CERT/KEY) (default: $OVERLAY_STORE or the embedded SQLite file)",
     )
     .option("--socket <path>", "unix socket served to the CNI plugin", DEFAULT_AGENT_SOCKET)
     .option(
@@ -141,7 +141,17 @@ async function main(): Promise<void> {
   }
   if (kubernetes) logger.info({ server: kubernetes.server }, "following the Kubernetes API");
   const storeUrl = o.store ?? storeUrlFromEnv();
-  const store = await openStore(storeUrl);
+  let store: Store;
+  try {
+    store = await openStore(storeUrl);
+  } catch (err) {
+    // A bad URL, or an etcds:// certificate file that cannot be read or is out of date.
+    logger.error(
+      { err: err instanceof Error ? err.message : String(err), store: storeUrl },
+      "cannot open the store",
+    );
+    process.exit(1);
+  }
   const agent = new Agent({
     node: o.node,
     underlayIp: o.underlayIp,

@@ -29,7 +29,10 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
   const ctx = new CliContext(io, program);
   program
     .description("manage the cluster's overlay network")
-    .option("--store <url>", "cluster store: sqlite:PATH or etcd://HOST:PORT[,...] (default: $OVERLAY_STORE)")
+    .option(
+      "--store <url>",
+      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS; OVERLAY_ETCD_CA/CERT/KEY) (default: $OVERLAY_STORE)",
+    )
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),

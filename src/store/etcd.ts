@@ -21,7 +21,10 @@ import {
   ClientClosedError,
   CompareResult,
   CompareTarget,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  EtcdUserNotFoundError,
   EtcdWatchStreamEnded,
   Etcd3,
   GRPCCancelledError,
@@ -45,6 +48,7 @@ import { prefixRangeBytes } from "./keys.js";
 import {
   DEFAULT_PAGE_SIZE,
   ListingCompactedError,
+  StoreAccessError,
   StoreUnavailableError,
   type Compare,
   type KeyValue,
@@ -60,7 +64,71 @@ import {
   type WatchHandlers,
 } from "./store.js";
 
+/** TLS to etcd (https): PEM contents, not paths. */
+export interface EtcdTls {
+  /** CA that signed etcd's server certificate; absent: the system's roots. */
+  ca?: Buffer;
+  /** This client's certificate (chain) and key, for an etcd started with --client-cert-auth. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** Where the client certificate came from (e.g. "OVERLAY_ETCD_CERT=/path"), for errors. */
+  certSource?: string;
+  /** Where the CA came from, for errors. */
+  caSource?: string;
+}
+
+/** TLS alerts etcd sends when it refuses the client's certificate (or its absence). */
+const CLIENT_CERT_REFUSED =
+  /alert (bad certificate|certificate required|unknown ca|certificate expired|certificate revoked|certificate unknown|unsupported certificate)|SSL alert number (42|43|44|45|46|48|116)/i;
+/** This client does not trust etcd's server certificate. */
+const SERVER_CERT_UNTRUSTED =
+  /unable to verify|self[- ]signed certificate|certificate has expired|certificate is not yet valid|does not match certificate's altnames|ERR_TLS_CERT_ALTNAME|unable to get (local )?issuer/i;
+/** An https client meeting a plain-text listener. */
+const NOT_TLS = /wrong version number|packet length too long|http request|unknown protocol/i;
+
+/**
+ * Why a TLS connection to etcd failed, in words a person can act on, or undefined when the
+ * failure is not about TLS. The server's alert does not say which check failed (etcd logs that);
+ * the client's own certificate has been checked for dates and key before (etcdTlsFromEnv).
+ */
+export function tlsFailureReason(message: string, tls: EtcdTls | undefined): string | undefined {
+  if (tls === undefined) return undefined;
+  const alert = /alert ([a-z ]+?)(:|$)/i.exec(message)?.[1] ?? "handshake failure";
+  if (CLIENT_CERT_REFUSED.test(message)) {
+    if (tls.cert === undefined) {
+      return (
+        `etcd refused the TLS connection (alert: ${alert}): it requires a client certificate ` +
+        `(--client-cert-auth) and none is configured (OVERLAY_ETCD_CERT and OVERLAY_ETCD_KEY)`
+      );
+    }
+    return (
+      `etcd refused this client's certificate${tls.certSource === undefined ? "" : ` ${tls.certSource}`} ` +
+      `(alert: ${alert}): it must be signed by a CA in etcd's --trusted-ca-file, be within its validity ` +
+      `dates and allow client authentication; etcd's log says which`
+    );
+  }
+  if (SERVER_CERT_UNTRUSTED.test(message)) {
+    const detail = /Last error: (?:Error: )?([^.\n]+)/.exec(message)?.[1] ?? "verification failed";
+    return (
+      `this client does not trust etcd's server certificate (${detail}): it must be signed by the CA ` +
+      `in ${tls.caSource ?? "OVERLAY_ETCD_CA (unset: the system's roots)"} and name the address dialled`
+    );
+  }
+  if (NOT_TLS.test(message)) return "etcd does not answer TLS there (for a plain-text etcd use etcd://)";
+  return undefined;
+}
+
+/** etcd's own user/password authentication. */
+export interface EtcdAuth {
+  username: string;
+  password: string;
+}
+
 export interface EtcdStoreOptions {
+  /** Talk TLS to every endpoint (https), with these certificates. */
+  tls?: EtcdTls;
+  /** Authenticate as this etcd user. */
+  auth?: EtcdAuth;
   /** Upper bound for every request, connecting included (ms). Default 5000. */
   timeoutMs?: number;
   /** Longest pause between attempts to re-establish a broken watch (ms). Default 2000. */
@@ -175,6 +243,10 @@ export class EtcdStore implements Store {
   private readonly renewals: LeaseRenewals;
   private watchReconnects = 0;
   private closed = false;
+  /** TLS settings, for the reasons given in errors; undefined: plain text. */
+  readonly tls: EtcdTls | undefined;
+  /** The etcd user, for errors; undefined: no etcd auth. */
+  private readonly username: string | undefined;
 
   constructor(endpoints: string[], options: EtcdStoreOptions = {}) {
     if (endpoints.length === 0) throw new Error("etcd store: no endpoints given");
@@ -186,10 +258,24 @@ export class EtcdStore implements Store {
       throw new Error(`etcd store: page size must be a whole number >= 1, got ${this.pageSize}`);
     }
     this.renewals = new LeaseRenewals(this);
-    const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
+    const tls = options.tls;
+    this.tls = tls;
+    this.username = options.auth?.username;
+    const scheme = tls === undefined ? "http" : "https";
+    const hosts = endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `${scheme}://${e}`));
     const attempts = hosts.length;
     this.client = new Etcd3({
       hosts,
+      ...(tls === undefined
+        ? {}
+        : {
+            credentials: {
+              rootCertificate: tls.ca ?? (null as unknown as Buffer),
+              ...(tls.key === undefined ? {} : { privateKey: tls.key }),
+              ...(tls.cert === undefined ? {} : { certChain: tls.cert }),
+            },
+          }),
+      ...(options.auth === undefined ? {} : { auth: { ...options.auth } }),
       dialTimeout: this.timeoutMs,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
       grpcOptions: {
@@ -451,8 +537,22 @@ export class EtcdStore implements Store {
       if (err instanceof StoreUnavailableError) throw err;
       if (err instanceof ClientClosedError || this.closed)
         throw new Error("etcd store is closed", { cause: err });
+      if (
+        err instanceof EtcdAuthenticationFailedError ||
+        err instanceof EtcdUserNotFoundError ||
+        err instanceof EtcdPermissionDeniedError
+      ) {
+        const who = this.username === undefined ? "" : ` (etcd user ${JSON.stringify(this.username)})`;
+        throw new StoreAccessError(
+          `etcd ${this.endpoints.join(",")}: ${what} refused${who}: ${err.message}`,
+          {
+            cause: err,
+          },
+        );
+      }
       if (isUnavailable(err)) {
-        const msg = err instanceof Error ? err.message : String(err);
+        const raw = err instanceof Error ? err.message : String(err);
+        const msg = tlsFailureReason(raw, this.tls) ?? raw;
         throw new StoreUnavailableError(`etcd ${this.endpoints.join(",")}: ${what} failed: ${msg}`, {
           cause: err,
         });
@@ -652,7 +752,12 @@ class EtcdWatch {
           created = true;
           clearTimeout(timer);
           this.dropStream(stream);
-          reject(new StoreUnavailableError(`etcd: watch failed: ${err.message}`, { cause: err }));
+          const msg = tlsFailureReason(err.message, this.store.tls) ?? err.message;
+          reject(
+            new StoreUnavailableError(`etcd ${this.store.endpoints.join(",")}: watch failed: ${msg}`, {
+              cause: err,
+            }),
+          );
           return;
         }
         if (stream !== this.stream) return;

@@ -140,6 +140,18 @@ export class StoreUnavailableError extends Error {
 }
 
 /**
+ * The store refused this client: etcd's user/password was wrong, or the user may not do what was
+ * asked. Not an outage: retrying will not help until the credentials change.
+ */
+export class StoreAccessError extends Error {
+  readonly code = "STORE_ACCESS_DENIED";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreAccessError";
+  }
+}
+
+/**
  * A paged listing could not be finished at its revision: the store dropped that revision's
  * history between two pages (etcd compaction). Not an outage: list again.
  */

@@ -24,7 +24,7 @@ import { describe, expect, it } from "vitest";
 import { KUBE_API_ACCESS, KubeApi } from "../../src/agent/kubeapi.js";
 import { NamespaceSync } from "../../src/agent/kubernetes.js";
 import { createNetwork, listNamespaces } from "../../src/model/index.js";
-import { openStore } from "../../src/store/index.js";
+import { ETCD_TLS_ENV, openStore } from "../../src/store/index.js";
 import { REPO_ROOT } from "../kit/cluster.js";
 import { FakeKubeApi } from "../kit/kubeapi.js";
 
@@ -32,6 +32,13 @@ interface Doc {
   kind: string;
   metadata: { name: string; namespace?: string };
 }
+
+/** The Secret's files (kubernetes.io/tls names, plus the CA) and the variables naming them. */
+const ETCD_TLS_FILES = {
+  OVERLAY_ETCD_CA: "ca.crt",
+  OVERLAY_ETCD_CERT: "tls.crt",
+  OVERLAY_ETCD_KEY: "tls.key",
+};
 
 const docs = loadAllYaml(readFileSync(join(REPO_ROOT, "deploy", "overlay.yaml"), "utf8")) as Doc[];
 
@@ -132,6 +139,25 @@ describe("deploy/overlay.yaml", () => {
     expect(install.args).toEqual(
       expect.arrayContaining(["--bin-dir=/host/opt/cni/bin", "--conf-dir=/host/etc/cni/net.d"]),
     );
+  });
+
+  it("gives an etcds:// store its CA, certificate and key from a read-only, optional Secret", () => {
+    const env = Object.fromEntries((agent.env ?? []).map((e) => [e.name, e]));
+    const mount = (agent.volumeMounts ?? []).find((m) => m.mountPath === "/etc/overlay/etcd");
+    expect(mount?.readOnly).toBe(true);
+    const volume = (pod?.volumes ?? []).find((v) => v.name === mount?.name);
+    expect(volume?.secret).toEqual({ secretName: "overlay-etcd-tls", optional: true, defaultMode: 0o400 });
+    for (const [name, file] of Object.entries(ETCD_TLS_FILES)) {
+      expect(env[name]?.value, name).toBe(`/etc/overlay/etcd/${file}`);
+    }
+    for (const [name, key] of [
+      ["OVERLAY_ETCD_USER", "username"],
+      ["OVERLAY_ETCD_PASSWORD", "password"],
+    ] as const) {
+      expect(env[name]?.valueFrom?.secretKeyRef).toEqual({ name: "overlay-etcd-tls", key, optional: true });
+    }
+    // The names are the ones openStore reads.
+    expect(Object.keys(ETCD_TLS_FILES)).toEqual([ETCD_TLS_ENV.ca, ETCD_TLS_ENV.cert, ETCD_TLS_ENV.key]);
   });
 
   it("names only ConfigMap keys that exist and flags overlayd has", () => {

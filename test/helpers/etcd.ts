@@ -3,7 +3,8 @@
  * ports, optionally inside a network namespace. Every process started here is stopped by its pid.
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,10 +26,15 @@ export interface EtcdOptions {
    * own (5 s); lower it for a client whose keepalive interval is shortened to keep a test short.
    */
   grpcKeepaliveMinTimeMs?: number;
+  /**
+   * Serve clients over https only, requiring a client certificate signed by `ca`
+   * (--client-cert-auth); `client` is the certificate the readiness check uses.
+   */
+  tls?: { ca: string; cert: string; key: string; client: { cert: string; key: string } };
 }
 
 export interface TestEtcd {
-  /** `etcd://IP:PORT`, for openStore. */
+  /** `etcd://IP:PORT` (`etcds://` with tls), for openStore. */
   url: string;
   /** `IP:PORT` of the client endpoint. */
   endpoint: string;
@@ -104,7 +110,8 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
   const [clientPort, peerPort] = await freePorts(2, ip, options.netnsName);
   if (clientPort === undefined || peerPort === undefined) throw new Error("could not find free ports");
   const host = ip.includes(":") ? `[${ip}]` : ip;
-  const clientUrl = `http://${host}:${clientPort}`;
+  const tls = options.tls;
+  const clientUrl = `${tls === undefined ? "http" : "https"}://${host}:${clientPort}`;
   const peerUrl = `http://${host}:${peerPort}`;
   const etcdArgs = [
     "--name",
@@ -134,6 +141,9 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
     "50",
     "--election-timeout",
     "500",
+    ...(tls === undefined
+      ? []
+      : ["--client-cert-auth", "--trusted-ca-file", tls.ca, "--cert-file", tls.cert, "--key-file", tls.key]),
     ...(options.grpcKeepaliveMinTimeMs === undefined
       ? []
       : ["--grpc-keepalive-min-time", `${options.grpcKeepaliveMinTimeMs}ms`]),
@@ -166,7 +176,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
         stderrTail = (stderrTail + d.toString()).slice(-4000);
         // etcd 3.4 logs one of these once its client listener serves requests.
         if (
-          /ready to serve client requests|serving client traffic|serving insecure client requests/.test(
+          /ready to serve client requests|serving client traffic|serving (insecure )?client requests/.test(
             stderrTail,
           )
         ) {
@@ -185,7 +195,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
     });
     try {
       await ready;
-      await waitHealthy(clientUrl, startTimeoutMs, options.netnsName);
+      await waitHealthy(clientUrl, startTimeoutMs, options.netnsName, tls);
     } catch (err) {
       await stopServer();
       throw err;
@@ -208,7 +218,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
   };
 
   const handle: TestEtcd = {
-    url: `etcd://${host}:${clientPort}`,
+    url: `${tls === undefined ? "etcd" : "etcds"}://${host}:${clientPort}`,
     endpoint: `${host}:${clientPort}`,
     ip,
     clientPort,
@@ -239,8 +249,31 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
   return handle;
 }
 
-async function health(clientUrl: string, netnsName: string | undefined): Promise<string> {
+async function health(
+  clientUrl: string,
+  netnsName: string | undefined,
+  tls: EtcdOptions["tls"],
+): Promise<string> {
   const url = `${clientUrl}/health`;
+  if (tls !== undefined) {
+    if (netnsName !== undefined)
+      throw new Error("a TLS etcd inside a network namespace is not supported here");
+    const agent = {
+      ca: readFileSync(tls.ca),
+      cert: readFileSync(tls.client.cert),
+      key: readFileSync(tls.client.key),
+    };
+    return await new Promise<string>((resolve, reject) => {
+      const req = httpsGet(url, { ...agent, timeout: 1000 }, (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d.toString()));
+        res.on("end", () => resolve(body));
+        res.on("error", reject);
+      });
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+    });
+  }
   if (netnsName === undefined) {
     const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
     return await res.text();
@@ -256,12 +289,13 @@ async function waitHealthy(
   clientUrl: string,
   timeoutMs: number,
   netnsName: string | undefined,
+  tls: EtcdOptions["tls"],
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     try {
-      last = await health(clientUrl, netnsName);
+      last = await health(clientUrl, netnsName, tls);
       if ((JSON.parse(last) as { health?: string }).health === "true") return;
     } catch (err) {
       last = `${last} ${String(err)}`;

@@ -18,6 +18,12 @@ describe("store URLs", () => {
       kind: "etcd",
       endpoints: ["a:1", "b.example:2379", "[::1]:2379"],
     });
+    expect(parseStoreUrl("etcds://a:1,[::1]:2379/")).toEqual({
+      kind: "etcd",
+      endpoints: ["a:1", "[::1]:2379"],
+      tls: true,
+    });
+    expect(parseStoreUrl("etcd://a:1")).not.toHaveProperty("tls");
   });
 
   it.each([
@@ -29,10 +35,14 @@ describe("store URLs", () => {
     ["etcd://a:1,,b:2", /is not HOST:PORT/],
     ["etcd://a:70000", /port 70000 is out of range/],
     ["http://a:2379", /unknown scheme/],
+    ["etcds://", /no etcd endpoint/],
+    ["etcds://host", /"host" is not HOST:PORT/],
   ])("rejects %j, saying what is expected", (url, problem) => {
     expect(() => parseStoreUrl(url)).toThrow(StoreUrlError);
     expect(() => parseStoreUrl(url)).toThrow(problem);
-    expect(() => parseStoreUrl(url)).toThrow(/expected sqlite:PATH, sqlite::memory: or etcd:\/\/HOST:PORT/);
+    expect(() => parseStoreUrl(url)).toThrow(
+      /expected sqlite:PATH, sqlite::memory:, etcd:\/\/HOST:PORT\[,HOST:PORT...\] or etcds:\/\/HOST:PORT/,
+    );
   });
 
   it("defaults to $OVERLAY_STORE, then the standard SQLite file", () => {
