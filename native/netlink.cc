@@ -1,3 +1,8 @@
+// Pod plumbing over rtnetlink (see netlink.h): each call builds its messages, sends them on a
+// NETLINK_ROUTE socket opened inside the pod's namespace, and turns the kernel's answer into an
+// error message that says where, what and why. Past 400 lines on purpose: one file holds the
+// message building, the request/answer loop and the namespace entry they all share; split, each
+// part would re-declare the same socket and attribute helpers.
 #include "netlink.h"
 
 #include <arpa/inet.h>

@@ -15,6 +15,9 @@
  *
  * Restart: pod TAPs are persistent; a new agent finds its node's endpoints in the store and
  * re-attaches their devices, so pods keep their interface, address and MAC.
+ *
+ * Just past 400 lines: this file is only the wiring of those rooms and the order of start and
+ * stop (and the state the metrics and the operator API read); the work is in the rooms.
  */
 import type { Logger } from "pino";
 import { Switch, VXLAN_OVERHEAD, type SwitchOptions } from "../dataplane/switch.js";

@@ -1,13 +1,16 @@
 /**
  * The data plane as TypeScript sees it: one `Switch` per node, owning packet threads of its own.
- * Every method is synchronous and cheap (it publishes a new table version and returns); no
- * method is called per packet.
+ * Every method is cheap and synchronous (it publishes a new table version and returns), except
+ * that removePort's promise settles once the device is gone; no method is called per packet.
  *
  * JS validates, C++ asserts: every argument is checked here, before native code, against the
  * addon's own limits (`switchLimits()`, defined once in native/switch_limits.h) and against the
  * relational rules that are TypeScript policy (a port's MTU at most the underlay MTU - 50). A bad
  * argument is a TypeError (wrong type or form) or a RangeError naming the limit. The addon
  * asserts the same limits again, so a call that got past this file still cannot crash it.
+ *
+ * Past 400 lines on purpose: the class is the whole typed boundary (ports, tables, counters,
+ * inspection), each method with its checks beside it, as native.d.ts declares them.
  */
 import { isIPv4 } from "node:net";
 import { loadNative } from "./load.js";
