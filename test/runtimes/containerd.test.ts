@@ -11,14 +11,13 @@
  * The plugin is the one runtimes exec on a node: build/Release/overlay-cni, copied into the
  * runtime's CNI bin folder.
  */
-import { execFile } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conflist } from "../../src/agent/install.js";
 import { ENDPOINT_ANNOTATION } from "../../src/cni/request.js";
-import { BIN } from "../kit/cluster.js";
+import { installPlugin, pings } from "../kit/runtimes/plugin.js";
 import { PrivateContainerd, containerdMissing } from "../kit/runtimes/containerd.js";
 import {
   agentLogs,
@@ -30,21 +29,6 @@ import {
 } from "../e2e/cluster.js";
 
 const skip = skipReason("test/runtimes/containerd.test.ts");
-
-function installPlugin(binDir: string): void {
-  const path = join(binDir, "overlay-cni");
-  copyFileSync(BIN.cni, path);
-  chmodSync(path, 0o755);
-}
-
-/** One ping from inside a sandbox's network namespace: did it come back? */
-function pings(netns: string, ip: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile("nsenter", [`--net=${netns}`, "ping", "-c", "1", "-W", "1", ip], { timeout: 10_000 }, (err) =>
-      resolve(err === null),
-    );
-  });
-}
 
 const seedAnnotation = { [ENDPOINT_ANNOTATION]: '{ "network": "red", "perfTier": "best-effort" }' };
 

@@ -8,14 +8,13 @@
  * The plugin is the one runtimes exec on a node: build/Release/overlay-cni, copied into the
  * runtime's CNI bin folder.
  */
-import { execFile } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLUGIN_TYPE } from "../../src/cni/config.js";
 import { ENDPOINT_ANNOTATION } from "../../src/cni/request.js";
-import { BIN } from "../kit/cluster.js";
+import { installPlugin, pings } from "../kit/runtimes/plugin.js";
 import { FakeKubeApi } from "../kit/kubeapi.js";
 import { PrivateContainerd, containerdMissing } from "../kit/runtimes/containerd.js";
 import {
@@ -29,20 +28,6 @@ import {
 
 const skip = skipReason("test/runtimes/kubernetes.test.ts");
 const API_PORT = 6443;
-
-function installPlugin(binDir: string): void {
-  const path = join(binDir, "overlay-cni");
-  copyFileSync(BIN.cni, path);
-  chmodSync(path, 0o755);
-}
-
-function pings(netns: string, ip: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile("nsenter", [`--net=${netns}`, "ping", "-c", "1", "-W", "1", ip], { timeout: 10_000 }, (err) =>
-      resolve(err === null),
-    );
-  });
-}
 
 describe.skipIf(skip !== undefined)("the seed's scenario with the Kubernetes API and containerd", () => {
   let api: FakeKubeApi | undefined;

@@ -7,12 +7,12 @@
  * The plugin is the one runtimes exec on a node: build/Release/overlay-cni, copied into the
  * runtime's CNI bin folder.
  */
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conflist } from "../../src/agent/install.js";
-import { BIN } from "../kit/cluster.js";
+import { installPlugin } from "../kit/runtimes/plugin.js";
 import { PrivatePodman, TEST_IMAGE, podmanMissing } from "../kit/runtimes/podman.js";
 import {
   agentLogs,
@@ -24,13 +24,6 @@ import {
 } from "../e2e/cluster.js";
 
 const skip = skipReason("test/runtimes/podman.test.ts");
-
-/** The plugin podman runs: the static binary (see the top of the file). */
-function installPlugin(binDir: string): void {
-  const path = join(binDir, "overlay-cni");
-  copyFileSync(BIN.cni, path);
-  chmodSync(path, 0o755);
-}
 
 describe.skipIf(skip !== undefined)("podman (CNI backend) on the overlay", () => {
   let cluster: LocalCluster | undefined;
