@@ -1,3 +1,11 @@
+/**
+ * etcd over TLS (etcds://) against a real etcd started with --client-cert-auth and certificates
+ * made with openssl: the store itself, etcd's user/password on top, how the settings resolve
+ * (flags over the environment), and the built dctl and overlayd with the --etcd-* flags.
+ *
+ * One file, past 400 lines, on purpose: every part runs against the same certificates and etcd,
+ * made and started once; split, each file would make and start its own.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
