@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * overlayd: the node agent. Run as root in the node's network namespace, one per node:
- *   overlayd --node NAME --underlay-ip IP [--store URL] [--socket PATH] [--kubeconfig PATH|in-cluster]
+ *   overlayd --node NAME --underlay-ip IP [--store URL [--etcd-ca FILE --etcd-cert FILE ...]]
+ *            [--socket PATH] [--kubeconfig PATH|in-cluster]
  *   overlayd install-cni | uninstall-cni [...]   (install.ts: the plugin and its conflist)
  */
 import { Command, InvalidArgumentError } from "commander";
@@ -9,7 +10,8 @@ import { isIPv4 } from "node:net";
 import { pino } from "pino";
 import { DEFAULT_AGENT_SOCKET } from "./protocol.js";
 import { run } from "../process/run.js";
-import { openStore, storeUrlFromEnv, type Store } from "../store/index.js";
+import { etcdTlsFlagsMisused, openStore, storeUrlFromEnv, type Store } from "../store/index.js";
+import { addEtcdTlsOptions, etcdTlsFlagsOf, quietIpServernameWarning } from "../store/flags.js";
 import { DEFAULT_POLL_US, switchLimits, type Switch } from "../dataplane/switch.js";
 import { Agent } from "./agent.js";
 import { managementCidrOf } from "./interfaces.js";
@@ -56,20 +58,22 @@ function positiveInt(value: string): number {
 }
 
 async function main(): Promise<void> {
+  quietIpServernameWarning();
   const sub = process.argv[2];
   if (sub !== undefined && INSTALL_COMMANDS.includes(sub)) {
     process.exitCode = await runInstallCommand(process.argv);
     return;
   }
-  const program = new Command()
-    .name("overlayd")
+  const program = new Command().name("overlayd");
+  program
     .description("Overlay network node agent: runs the node's VXLAN switch and serves the CNI plugin")
     .requiredOption("--node <name>", "this node's name, unique in the cluster")
     .requiredOption("--underlay-ip <ip>", "this node's underlay IPv4 address (the VTEP)", ipv4)
     .option(
       "--store <url>",
-      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS; OVERLAY_ETCD_CA/CERT/KEY) (default: $OVERLAY_STORE or the embedded SQLite file)",
-    )
+      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS: --etcd-* below) (default: $OVERLAY_STORE or the embedded SQLite file)",
+    );
+  addEtcdTlsOptions(program)
     .option("--socket <path>", "unix socket served to the CNI plugin", DEFAULT_AGENT_SOCKET)
     .option(
       "--management-cidr <cidr>",
@@ -117,6 +121,11 @@ async function main(): Promise<void> {
     kubeconfig?: string;
     logLevel: string;
   }>();
+  const storeUrl = o.store ?? storeUrlFromEnv();
+  const etcd = etcdTlsFlagsOf(program.opts());
+  // Flags that the store would ignore are a usage error (exit 1, as commander's own).
+  const misused = etcdTlsFlagsMisused(storeUrl, etcd);
+  if (misused !== undefined) program.error(`error: ${misused}`);
   const logger = pino({ level: o.logLevel, base: { node: o.node } });
   if (process.getuid?.() !== 0) logger.warn("not running as root: creating TAP devices will fail");
 
@@ -140,10 +149,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (kubernetes) logger.info({ server: kubernetes.server }, "following the Kubernetes API");
-  const storeUrl = o.store ?? storeUrlFromEnv();
   let store: Store;
   try {
-    store = await openStore(storeUrl);
+    store = await openStore(storeUrl, { etcd });
   } catch (err) {
     // A bad URL, or an etcds:// certificate file that cannot be read or is out of date.
     logger.error(

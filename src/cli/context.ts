@@ -1,6 +1,7 @@
 /** What every command needs: the store, output streams and the chosen output format. */
 import type { Command } from "commander";
-import { openStore, storeUrlFromEnv } from "../store/index.js";
+import { openStore, storeUrlFromEnv, type EtcdTlsFlags } from "../store/index.js";
+import { etcdTlsFlagsOf } from "../store/flags.js";
 import type { Store } from "../store/store.js";
 import { invalid, type Listing } from "../model/index.js";
 import { OUTPUT_FORMATS, messages, type OutputFormat } from "./format.js";
@@ -33,10 +34,9 @@ export class CliContext {
   async store(): Promise<Store> {
     if (this.io.store !== undefined) return this.io.store;
     if (this.opened !== undefined) return this.opened;
-    const flag = this.program.opts<{ store?: string }>().store;
-    const url = flag ?? storeUrlFromEnv(this.io.env ?? process.env);
+    const url = this.storeUrl();
     try {
-      this.opened = await openStore(url);
+      this.opened = await openStore(url, { env: this.io.env ?? process.env, etcd: this.etcdFlags() });
     } catch (e) {
       throw new StoreOpenError(url, e);
     }
@@ -52,6 +52,11 @@ export class CliContext {
   /** Aborted when the user stops a command that runs until stopped; never, in-process without one. */
   get signal(): AbortSignal | undefined {
     return this.io.signal;
+  }
+
+  /** The etcds:// settings given as flags (--etcd-cert and the rest), which win over OVERLAY_ETCD_*. */
+  etcdFlags(): EtcdTlsFlags {
+    return etcdTlsFlagsOf(this.program.opts());
   }
 
   /** The store URL the commands use (for display). */

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 /** The dctl binary. */
 import { runDctl } from "./run.js";
+import { quietIpServernameWarning } from "../store/flags.js";
+
+quietIpServernameWarning();
 
 // A command that runs until stopped (--follow) ends on SIGINT or SIGTERM and exits normally;
 // a command still running 2 s after it, or at a second signal, exits as interrupted (130).

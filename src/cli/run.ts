@@ -6,6 +6,8 @@ import { Command, CommanderError } from "commander";
 import { OverlayError } from "../model/index.js";
 import { StoreUnavailableError } from "../store/store.js";
 import { CliContext, StoreOpenError, type DctlIo } from "./context.js";
+import { etcdTlsFlagsMisused } from "../store/index.js";
+import { addEtcdTlsOptions } from "../store/flags.js";
 import { messages } from "./format.js";
 import { registerCheckCommand } from "./check.js";
 import { registerDataNetworkCommands } from "./datanet.js";
@@ -31,8 +33,14 @@ export function buildProgram(io: DctlIo): { program: Command; ctx: CliContext } 
     .description("manage the cluster's overlay network")
     .option(
       "--store <url>",
-      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS; OVERLAY_ETCD_CA/CERT/KEY) (default: $OVERLAY_STORE)",
-    )
+      "cluster store: sqlite:PATH, etcd://HOST:PORT[,...] or etcds://... (TLS: --etcd-* below) (default: $OVERLAY_STORE)",
+    );
+  addEtcdTlsOptions(program)
+    // Flags that the store would ignore are a mistake: say so before the command runs.
+    .hook("preAction", () => {
+      const misused = etcdTlsFlagsMisused(ctx.storeUrl(), ctx.etcdFlags());
+      if (misused !== undefined) throw new UsageError(misused);
+    })
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),

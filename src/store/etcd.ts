@@ -71,7 +71,7 @@ export interface EtcdTls {
   /** This client's certificate (chain) and key, for an etcd started with --client-cert-auth. */
   cert?: Buffer;
   key?: Buffer;
-  /** Where the client certificate came from (e.g. "OVERLAY_ETCD_CERT=/path"), for errors. */
+  /** Where the client certificate came from ("--etcd-cert=/path", "OVERLAY_ETCD_CERT=/path"), for errors. */
   certSource?: string;
   /** Where the CA came from, for errors. */
   caSource?: string;
@@ -89,7 +89,7 @@ const NOT_TLS = /wrong version number|packet length too long|http request|unknow
 /**
  * Why a TLS connection to etcd failed, in words a person can act on, or undefined when the
  * failure is not about TLS. The server's alert does not say which check failed (etcd logs that);
- * the client's own certificate has been checked for dates and key before (etcdTlsFromEnv).
+ * the client's own certificate has been checked for dates and key before (etcdTlsSettings).
  */
 export function tlsFailureReason(message: string, tls: EtcdTls | undefined): string | undefined {
   if (tls === undefined) return undefined;
@@ -98,7 +98,7 @@ export function tlsFailureReason(message: string, tls: EtcdTls | undefined): str
     if (tls.cert === undefined) {
       return (
         `etcd refused the TLS connection (alert: ${alert}): it requires a client certificate ` +
-        `(--client-cert-auth) and none is configured (OVERLAY_ETCD_CERT and OVERLAY_ETCD_KEY)`
+        `(--client-cert-auth) and none is configured (--etcd-cert and --etcd-key, or OVERLAY_ETCD_CERT and OVERLAY_ETCD_KEY)`
       );
     }
     return (
@@ -111,7 +111,7 @@ export function tlsFailureReason(message: string, tls: EtcdTls | undefined): str
     const detail = /Last error: (?:Error: )?([^.\n]+)/.exec(message)?.[1] ?? "verification failed";
     return (
       `this client does not trust etcd's server certificate (${detail}): it must be signed by the CA ` +
-      `in ${tls.caSource ?? "OVERLAY_ETCD_CA (unset: the system's roots)"} and name the address dialled`
+      `in ${tls.caSource ?? "--etcd-ca or OVERLAY_ETCD_CA (neither given: the system's roots)"} and name the address dialled`
     );
   }
   if (NOT_TLS.test(message)) return "etcd does not answer TLS there (for a plain-text etcd use etcd://)";

@@ -4,8 +4,8 @@
  *   sqlite::memory:                      a private in-memory store (one process; tests)
  *   etcd://HOST:PORT[,HOST:PORT...]      an etcd cluster
  *   etcds://HOST:PORT[,HOST:PORT...]     an etcd cluster over TLS, with the CA, client certificate
- *                                        and key (and etcd user/password) from the environment:
- *                                        see etcdTlsFromEnv
+ *                                        and key (and etcd user/password) from flags or the
+ *                                        environment: see etcdTlsSettings
  */
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -69,6 +69,8 @@ export interface OpenStoreOptions {
   timeoutMs?: number;
   /** Where etcds:// URLs find their certificate files and credentials. Default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** etcds:// settings from the command line (ETCD_TLS_FLAGS); each wins over its variable. */
+  etcd?: EtcdTlsFlags;
 }
 
 /** The environment variables an etcds:// store reads (files are read when the store opens). */
@@ -86,7 +88,22 @@ export const ETCD_TLS_ENV = {
   passwordFile: "OVERLAY_ETCD_PASSWORD_FILE",
 } as const;
 
-/** An etcds:// store's configuration could not be read: names the variable and the file. */
+/**
+ * The command-line flags of the same settings (overlayd, dctl: see flags.ts). There is no flag
+ * for the password itself, which `ps` would show to everyone: a file, or the environment.
+ */
+export const ETCD_TLS_FLAGS = {
+  ca: "--etcd-ca",
+  cert: "--etcd-cert",
+  key: "--etcd-key",
+  user: "--etcd-user",
+  passwordFile: "--etcd-password-file",
+} as const;
+
+/** The values of ETCD_TLS_FLAGS given on a command line (paths, and the user's name). */
+export type EtcdTlsFlags = Partial<Record<keyof typeof ETCD_TLS_FLAGS, string>>;
+
+/** An etcds:// store's configuration could not be read: names the flag or variable and the file. */
 export class StoreConfigError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -94,21 +111,70 @@ export class StoreConfigError extends Error {
   }
 }
 
+/**
+ * The flags given for a store they do not apply to (anything but etcds://), as a message for a
+ * usage error, or undefined when there is nothing wrong. An unparsable URL is openStore's to report.
+ */
+export function etcdTlsFlagsMisused(url: string, flags: EtcdTlsFlags = {}): string | undefined {
+  const given = (Object.keys(ETCD_TLS_FLAGS) as (keyof typeof ETCD_TLS_FLAGS)[])
+    .filter((k) => flags[k] !== undefined)
+    .map((k) => ETCD_TLS_FLAGS[k]);
+  if (given.length === 0) return undefined;
+  let location: StoreLocation;
+  try {
+    location = parseStoreUrl(url);
+  } catch {
+    return undefined;
+  }
+  if (location.kind === "etcd" && location.tls === true) return undefined;
+  return (
+    `${given.join(", ")} ${given.length === 1 ? "is" : "are"} for an etcds:// store (etcd over TLS), ` +
+    `not ${url.trim()}: give the store as etcds://HOST:PORT, or leave ${given.length === 1 ? "it" : "them"} out`
+  );
+}
+
+/** Where a setting came from: the flag or the variable, and its value. */
+interface Source {
+  /** "--etcd-cert" or "OVERLAY_ETCD_CERT". */
+  name: string;
+  value: string;
+}
+
+function named(s: Source): string {
+  return `${s.name}=${s.value}`;
+}
+
+/** "neither --etcd-key nor OVERLAY_ETCD_KEY": every name a missing setting could have come from. */
+function neither(k: keyof typeof ETCD_TLS_FLAGS): string {
+  return `neither ${ETCD_TLS_FLAGS[k]} nor ${ETCD_TLS_ENV[k]}`;
+}
+
 function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const v = env[name]?.trim();
   return v === undefined || v === "" ? undefined : v;
 }
 
-function readEnvFile(url: string, env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
-  const path = envValue(env, name);
-  if (path === undefined) return undefined;
+/** The one rule for every setting: the flag if given, else the environment variable. */
+function sourceOf(
+  env: NodeJS.ProcessEnv,
+  flags: EtcdTlsFlags,
+  k: keyof typeof ETCD_TLS_FLAGS,
+): Source | undefined {
+  const flag = flags[k]?.trim();
+  if (flag !== undefined && flag !== "") return { name: ETCD_TLS_FLAGS[k], value: flag };
+  const v = envValue(env, ETCD_TLS_ENV[k]);
+  return v === undefined ? undefined : { name: ETCD_TLS_ENV[k], value: v };
+}
+
+function readSource(url: string, s: Source | undefined): Buffer | undefined {
+  if (s === undefined) return undefined;
   try {
-    const data = readFileSync(path);
+    const data = readFileSync(s.value);
     if (data.length === 0) throw new Error("the file is empty");
     return data;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new StoreConfigError(`store ${url}: cannot read ${name}=${path}: ${reason}`, { cause: err });
+    throw new StoreConfigError(`store ${url}: cannot read ${named(s)}: ${reason}`, { cause: err });
   }
 }
 
@@ -116,91 +182,108 @@ function readEnvFile(url: string, env: NodeJS.ProcessEnv, name: string): Buffer 
  * What can be known of the client certificate before dialling: it parses, it is within its dates
  * and the key is its own. (etcd's refusal of an expired certificate does not say why.)
  */
-function checkClientCert(url: string, env: NodeJS.ProcessEnv, certPem: Buffer, keyPem: Buffer): void {
-  const E = ETCD_TLS_ENV;
-  const where = `${E.cert}=${envValue(env, E.cert)}`;
-  let cert: X509Certificate;
+function checkClientCert(url: string, cert: Source, key: Source, certPem: Buffer, keyPem: Buffer): void {
+  const where = named(cert);
+  let x509: X509Certificate;
   try {
-    cert = new X509Certificate(certPem);
+    x509 = new X509Certificate(certPem);
   } catch (err) {
     throw new StoreConfigError(`store ${url}: ${where} is not a PEM certificate: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  let key;
+  let privateKey;
   try {
-    key = createPrivateKey(keyPem);
+    privateKey = createPrivateKey(keyPem);
   } catch (err) {
     throw new StoreConfigError(
-      `store ${url}: ${E.key}=${envValue(env, E.key)} is not a PEM private key: ${(err as Error).message}`,
+      `store ${url}: ${named(key)} is not a PEM private key: ${(err as Error).message}`,
       { cause: err },
     );
   }
   const now = Date.now();
-  if (Date.parse(cert.validTo) < now) {
+  if (Date.parse(x509.validTo) < now) {
     throw new StoreConfigError(
-      `store ${url}: the client certificate ${where} (${cert.subject.replace(/\n/g, ", ")}) expired on ${cert.validTo}`,
+      `store ${url}: the client certificate ${where} (${x509.subject.replace(/\n/g, ", ")}) expired on ${x509.validTo}`,
     );
   }
-  if (Date.parse(cert.validFrom) > now) {
+  if (Date.parse(x509.validFrom) > now) {
     throw new StoreConfigError(
-      `store ${url}: the client certificate ${where} is not valid before ${cert.validFrom}`,
+      `store ${url}: the client certificate ${where} is not valid before ${x509.validFrom}`,
     );
   }
-  if (!cert.checkPrivateKey(key)) {
-    throw new StoreConfigError(`store ${url}: ${E.key}=${envValue(env, E.key)} is not the key of ${where}`);
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new StoreConfigError(`store ${url}: ${named(key)} is not the key of ${where}`);
   }
 }
 
 /**
- * The TLS material and credentials of an etcds:// store, from OVERLAY_ETCD_* (see ETCD_TLS_ENV):
- * files are read now, and a variable naming a file that cannot be read is an error naming both.
+ * The TLS material and credentials of an etcds:// store: each setting from its flag
+ * (ETCD_TLS_FLAGS) if given, else from its variable (ETCD_TLS_ENV). Files are read now, and one
+ * that cannot be read is an error naming the flag or variable that gave it, and the path.
  */
-export function etcdTlsFromEnv(
+export function etcdTlsSettings(
   url: string,
   env: NodeJS.ProcessEnv = process.env,
+  flags: EtcdTlsFlags = {},
 ): { tls: EtcdTls; auth?: EtcdAuth } {
-  const E = ETCD_TLS_ENV;
-  const ca = readEnvFile(url, env, E.ca);
-  const cert = readEnvFile(url, env, E.cert);
-  const key = readEnvFile(url, env, E.key);
-  if ((cert === undefined) !== (key === undefined)) {
-    const [given, missing] = cert === undefined ? [E.key, E.cert] : [E.cert, E.key];
-    throw new StoreConfigError(`store ${url}: ${given} is set but ${missing} is not; set both or neither`);
+  const from = (k: keyof typeof ETCD_TLS_FLAGS): Source | undefined => sourceOf(env, flags, k);
+  const [caFrom, certFrom, keyFrom] = [from("ca"), from("cert"), from("key")];
+  const ca = readSource(url, caFrom);
+  const cert = readSource(url, certFrom);
+  const key = readSource(url, keyFrom);
+  if (certFrom === undefined && keyFrom !== undefined) {
+    throw new StoreConfigError(
+      `store ${url}: ${keyFrom.name} is set but ${neither("cert")} is; set both or neither`,
+    );
   }
-  if (cert !== undefined && key !== undefined) checkClientCert(url, env, cert, key);
+  if (certFrom !== undefined && keyFrom === undefined) {
+    throw new StoreConfigError(
+      `store ${url}: ${certFrom.name} is set but ${neither("key")} is; set both or neither`,
+    );
+  }
+  if (cert !== undefined && key !== undefined && certFrom !== undefined && keyFrom !== undefined) {
+    checkClientCert(url, certFrom, keyFrom, cert, key);
+  }
   const tls: EtcdTls = {
-    ...(ca === undefined ? {} : { ca, caSource: `${E.ca}=${envValue(env, E.ca)}` }),
-    ...(cert === undefined || key === undefined
+    ...(ca === undefined || caFrom === undefined ? {} : { ca, caSource: named(caFrom) }),
+    ...(cert === undefined || key === undefined || certFrom === undefined
       ? {}
-      : { cert, key, certSource: `${E.cert}=${envValue(env, E.cert)}` }),
+      : { cert, key, certSource: named(certFrom) }),
   };
-  const user = envValue(env, E.user);
-  let password = env[E.password];
-  const passwordFile = readEnvFile(url, env, E.passwordFile);
-  if (passwordFile !== undefined) password = passwordFile.toString("utf8").replace(/\r?\n$/, "");
-  if (user === undefined) {
+  const userFrom = from("user");
+  const passwordFileFrom = from("passwordFile");
+  const passwordFile = readSource(url, passwordFileFrom);
+  const password =
+    passwordFile === undefined
+      ? env[ETCD_TLS_ENV.password]
+      : passwordFile.toString("utf8").replace(/\r?\n$/, "");
+  if (userFrom === undefined) {
     if (password !== undefined && password !== "") {
-      throw new StoreConfigError(`store ${url}: an etcd password is set but ${E.user} is not`);
+      throw new StoreConfigError(`store ${url}: an etcd password is set but ${neither("user")} is`);
     }
     return { tls };
   }
   if (password === undefined || password === "") {
     throw new StoreConfigError(
-      `store ${url}: ${E.user} is set but neither ${E.password} nor ${E.passwordFile} is`,
+      `store ${url}: ${userFrom.name} is set but none of ${ETCD_TLS_FLAGS.passwordFile}, ` +
+        `${ETCD_TLS_ENV.password} and ${ETCD_TLS_ENV.passwordFile} is`,
     );
   }
-  return { tls, auth: { username: user, password } };
+  return { tls, auth: { username: userFrom.value, password } };
 }
 
 export async function openStore(url?: string, options: OpenStoreOptions = {}): Promise<Store> {
-  const location = parseStoreUrl(url ?? storeUrlFromEnv());
+  const given = url ?? storeUrlFromEnv(options.env);
+  const location = parseStoreUrl(given);
+  const misused = etcdTlsFlagsMisused(given, options.etcd);
+  if (misused !== undefined) throw new StoreConfigError(misused);
   if (location.kind === "sqlite") {
     const { SqliteStore } = await import("./sqlite.js");
     return new SqliteStore(location.path);
   }
   const { EtcdStore } = await import("./etcd.js");
-  const secure = location.tls === true ? etcdTlsFromEnv(url ?? storeUrlFromEnv(), options.env) : {};
+  const secure = location.tls === true ? etcdTlsSettings(given, options.env, options.etcd) : {};
   return new EtcdStore(location.endpoints, {
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...secure,

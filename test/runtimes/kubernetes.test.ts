@@ -6,77 +6,37 @@
  * the pod's annotation from the API.
  *
  * The plugin is the one runtimes exec on a node: build/Release/overlay-cni, copied into the
- * runtime's CNI bin folder.
+ * runtime's CNI bin folder. The set-up (API server, agents, containerd) is test/kit/kubecluster.ts,
+ * which the demo's Kubernetes-shaped scenario shares.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PLUGIN_TYPE } from "../../src/cni/config.js";
 import { ENDPOINT_ANNOTATION } from "../../src/cni/request.js";
-import { installPlugin, pings } from "../kit/runtimes/plugin.js";
+import { pings } from "../kit/runtimes/plugin.js";
 import { FakeKubeApi } from "../kit/kubeapi.js";
-import { PrivateContainerd, containerdMissing } from "../kit/runtimes/containerd.js";
-import {
-  agentLogs,
-  createOverlay,
-  show,
-  skipReason,
-  startCluster,
-  type LocalCluster,
-} from "../e2e/cluster.js";
+import { KubeCluster, containerdMissing } from "../kit/kubecluster.js";
+import { sqliteStore } from "../kit/cluster.js";
+import { agentLogs, createOverlay, requireTools, skipReason, type LocalCluster } from "../e2e/cluster.js";
 
 const skip = skipReason("test/runtimes/kubernetes.test.ts");
-const API_PORT = 6443;
 
 describe.skipIf(skip !== undefined)("the seed's scenario with the Kubernetes API and containerd", () => {
-  let api: FakeKubeApi | undefined;
-  let cluster: LocalCluster | undefined;
-  let ctrd: PrivateContainerd | undefined;
+  let kube: KubeCluster | undefined;
 
-  const k = (): FakeKubeApi => api as FakeKubeApi;
-  const c = (): LocalCluster => cluster as LocalCluster;
-  const rt = (): PrivateContainerd => ctrd as PrivateContainerd;
-
-  async function listNamespaces(): Promise<string[]> {
-    const r = await c().dctl(["network", "overlay", "list-namespaces", "red"]);
-    expect(r.code, show(r)).toBe(0);
-    return r.stdout
-      .trim()
-      .split("\n")
-      .slice(1)
-      .map((l) => l.trim().split(/\s+/)[0] as string)
-      .sort();
-  }
+  const k = (): FakeKubeApi => (kube as KubeCluster).k;
+  const c = (): LocalCluster => (kube as KubeCluster).c;
+  const listNamespaces = (): Promise<string[]> => (kube as KubeCluster).listNamespaces();
 
   beforeAll(async () => {
     const missing = containerdMissing();
     if (missing !== undefined) throw new Error(missing);
-    api = await FakeKubeApi.start({ relayPort: API_PORT });
-    api.createNamespace("overlay-system");
-    cluster = await startCluster({ store: "sqlite", nodes: 2, agentArgs: ["--kubeconfig", api.kubeconfig] });
-    const [cmd, args] = api.relayCommand();
-    for (const node of cluster.nodes) cluster.world?.start(node.short, cmd, args);
-    await createOverlay(cluster);
-    ctrd = await PrivateContainerd.start(mkdtempSync(join(tmpdir(), "overlay-containerd-")));
-    installPlugin(ctrd.binDir);
-    const node = cluster.nodes[0];
-    if (node === undefined) throw new Error("no node");
-    // No capabilities: the runtime passes no annotations, the agent asks the API.
-    writeFileSync(
-      join(ctrd.netDir, "10-overlay.conflist"),
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: "overlay",
-        plugins: [{ type: PLUGIN_TYPE, socket: node.socket }],
-      }),
-    );
+    requireTools("sqlite");
+    // No capabilities in the conflist: the runtime passes no annotations, the agent asks the API.
+    kube = await KubeCluster.start({ annotations: "api", store: sqliteStore(), nodes: 2 });
+    await createOverlay(kube.c);
   }, 180_000);
 
   afterAll(async () => {
-    await ctrd?.close();
-    await cluster?.close();
-    await api?.close();
+    await kube?.close();
   }, 120_000);
 
   it("kubectl create namespace: list-namespaces shows the cluster's namespaces, each new one isolated", async () => {
@@ -103,18 +63,17 @@ describe.skipIf(skip !== undefined)("the seed's scenario with the Kubernetes API
   }, 60_000);
 
   it("pods through the CRI get their annotation from the API; isolated, joined, isolated again; delete refused then done", async () => {
-    k().putPod("coffee", "nginx-1", { [ENDPOINT_ANNOTATION]: '{ "network": "red", "perfTier": "high" }' });
-    k().putPod("tea", "nginx-2", {
+    const kc = kube as KubeCluster;
+    const coffee = await kc
+      .createPod(0, "coffee", "nginx-1", {
+        [ENDPOINT_ANNOTATION]: '{ "network": "red", "perfTier": "high" }',
+      })
+      .catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${agentLogs(c())}\n${kc.runtime(0).containerd.log()}`);
+      });
+    const tea = await kc.createPod(0, "tea", "nginx-2", {
       [ENDPOINT_ANNOTATION]: '{ "network": "red", "perfTier": "best-effort" }',
     });
-    const coffee = await rt()
-      .runPodSandbox({ name: "nginx-1", namespace: "coffee", uid: "u1" })
-      .catch((err: unknown) => {
-        throw new Error(`${String(err)}\n${agentLogs(c())}\n${rt().log()}`);
-      });
-    const tea = await rt().runPodSandbox({ name: "nginx-2", namespace: "tea", uid: "u2" });
-    const a = await rt().podSandboxStatus(coffee);
-    const b = await rt().podSandboxStatus(tea);
     const eps = await c().dctl(["network", "overlay", "endpoints", "red", "-o", "json"]);
     const tiers = (JSON.parse(eps.stdout) as { pod: string; tier: string }[])
       .map((e) => [e.pod, e.tier])
@@ -129,12 +88,12 @@ describe.skipIf(skip !== undefined)("the seed's scenario with the Kubernetes API
         .map((q) => q.path),
     ).toEqual(["/api/v1/namespaces/coffee/pods/nginx-1", "/api/v1/namespaces/tea/pods/nginx-2"]);
 
-    const from = a.netns as string;
-    expect(await pings(from, b.ip)).toBe(false);
+    const from = coffee.netns;
+    expect(await pings(from, tea.ip)).toBe(false);
     await c().dctl(["network", "overlay", "update", "red", "--join-namespaces", "coffee,tea"]);
-    await expect.poll(() => pings(from, b.ip), { timeout: 20_000 }).toBe(true);
+    await expect.poll(() => pings(from, tea.ip), { timeout: 20_000 }).toBe(true);
     await c().dctl(["network", "overlay", "update", "red", "--isolate-namespaces", "tea"]);
-    await expect.poll(() => pings(from, b.ip), { timeout: 20_000 }).toBe(false);
+    await expect.poll(() => pings(from, tea.ip), { timeout: 20_000 }).toBe(false);
 
     // kubectl delete namespace tea: its record stays while its pod's endpoint does.
     k().deleteNamespace("tea");
@@ -142,10 +101,7 @@ describe.skipIf(skip !== undefined)("the seed's scenario with the Kubernetes API
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain("still use it");
     expect(await listNamespaces()).toContain("tea");
-    for (const id of [coffee, tea]) {
-      await rt().stopPodSandbox(id);
-      await rt().removePodSandbox(id);
-    }
+    for (const pod of [coffee, tea]) await kc.removePod(pod);
     await expect.poll(listNamespaces, { timeout: 30_000 }).not.toContain("tea");
     const deleted = await c().dctl(["network", "overlay", "delete", "red"]);
     expect(deleted.stdout).toBe("Successfully deleted network\n");

@@ -1,13 +1,23 @@
+/**
+ * etcd over TLS (etcds://) against a real etcd started with --client-cert-auth and certificates
+ * made with openssl: the store itself, etcd's user/password on top, how the settings resolve
+ * (flags over the environment), and the built dctl and overlayd with the --etcd-* flags.
+ *
+ * One file, past 400 lines, on purpose: every part runs against the same certificates and etcd,
+ * made and started once; split, each file would make and start its own.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { EtcdStore } from "../../src/store/etcd.js";
-import { StoreConfigError, etcdTlsFromEnv, openStore } from "../../src/store/index.js";
+import { StoreConfigError, etcdTlsSettings, openStore } from "../../src/store/index.js";
 import { StoreAccessError, StoreUnavailableError, type Store } from "../../src/store/store.js";
 import { makeTestCerts, type CertFiles, type TestCerts } from "../helpers/certs.js";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.js";
 import { expectWithin } from "../helpers/timing.js";
+import { BIN } from "../kit/cluster.js";
 import { collect, waitFor } from "./store.suite.js";
 
 const TIMEOUT_MS = 2000;
@@ -211,33 +221,59 @@ describe("etcds:// settings from the environment", () => {
       "OVERLAY_ETCD_PASSWORD_FILE",
     ]) {
       const env = { ...envFor(certs.client), OVERLAY_ETCD_USER: "u", [name]: "/nonexistent/x.pem" };
-      expect(() => etcdTlsFromEnv(url, env)).toThrow(StoreConfigError);
-      expect(() => etcdTlsFromEnv(url, env)).toThrow(
+      expect(() => etcdTlsSettings(url, env)).toThrow(StoreConfigError);
+      expect(() => etcdTlsSettings(url, env)).toThrow(
         new RegExp(`^store etcds://10\\.0\\.0\\.1:2379: cannot read ${name}=/nonexistent/x\\.pem: ENOENT`),
       );
     }
   });
 
   it("wants certificate and key together, a key that is the certificate's, a user with a password", () => {
-    expect(() => etcdTlsFromEnv(url, { OVERLAY_ETCD_CERT: certs.client.cert })).toThrow(
-      /OVERLAY_ETCD_CERT is set but OVERLAY_ETCD_KEY is not/,
+    expect(() => etcdTlsSettings(url, { OVERLAY_ETCD_CERT: certs.client.cert })).toThrow(
+      /OVERLAY_ETCD_CERT is set but neither --etcd-key nor OVERLAY_ETCD_KEY is/,
     );
-    expect(() => etcdTlsFromEnv(url, { OVERLAY_ETCD_CERT: certs.client.cert, OVERLAY_ETCD_KEY: certs.server.key })).toThrow(
+    expect(() => etcdTlsSettings(url, { OVERLAY_ETCD_CERT: certs.client.cert, OVERLAY_ETCD_KEY: certs.server.key })).toThrow(
       /OVERLAY_ETCD_KEY=\S+server\.key is not the key of OVERLAY_ETCD_CERT=/,
     ); // prettier-ignore
-    expect(() => etcdTlsFromEnv(url, { OVERLAY_ETCD_CERT: certs.ca, OVERLAY_ETCD_KEY: certs.ca })).toThrow(
+    expect(() => etcdTlsSettings(url, { OVERLAY_ETCD_CERT: certs.ca, OVERLAY_ETCD_KEY: certs.ca })).toThrow(
       /OVERLAY_ETCD_KEY=\S+ca\.crt is not a PEM private key/,
     );
-    expect(() => etcdTlsFromEnv(url, { OVERLAY_ETCD_USER: "u" })).toThrow(
-      /OVERLAY_ETCD_USER is set but neither OVERLAY_ETCD_PASSWORD nor OVERLAY_ETCD_PASSWORD_FILE is/,
+    expect(() => etcdTlsSettings(url, { OVERLAY_ETCD_USER: "u" })).toThrow(
+      /OVERLAY_ETCD_USER is set but none of --etcd-password-file, OVERLAY_ETCD_PASSWORD and OVERLAY_ETCD_PASSWORD_FILE is/,
     );
-    expect(() => etcdTlsFromEnv(url, { OVERLAY_ETCD_PASSWORD: "p" })).toThrow(/OVERLAY_ETCD_USER is not/);
+    expect(() => etcdTlsSettings(url, { OVERLAY_ETCD_PASSWORD: "p" })).toThrow(
+      /an etcd password is set but neither --etcd-user nor OVERLAY_ETCD_USER is/,
+    );
+  });
+
+  it("takes each setting from its flag over its variable, and names the flag in errors", () => {
+    const other = { OVERLAY_ETCD_CERT: certs.otherCaClient.cert, OVERLAY_ETCD_KEY: certs.otherCaClient.key };
+    const got = etcdTlsSettings(url, other, { cert: certs.client.cert, key: certs.client.key });
+    expect(got.tls.cert?.equals(readFileSync(certs.client.cert))).toBe(true);
+    expect(got.tls.certSource).toBe(`--etcd-cert=${certs.client.cert}`);
+    expect(() => etcdTlsSettings(url, envFor(certs.client), { ca: "/nonexistent/ca.pem" })).toThrow(
+      /^store etcds:\/\/10\.0\.0\.1:2379: cannot read --etcd-ca=\/nonexistent\/ca\.pem: ENOENT/,
+    );
+    expect(() => etcdTlsSettings(url, {}, { key: certs.client.key })).toThrow(
+      /--etcd-key is set but neither --etcd-cert nor OVERLAY_ETCD_CERT is/,
+    );
+    const passwordFile = join(certs.dir, "flag-password");
+    writeFileSync(passwordFile, "from-flag\n");
+    const auth = etcdTlsSettings(
+      url,
+      { OVERLAY_ETCD_USER: "env-user", OVERLAY_ETCD_PASSWORD: "from-env" },
+      {
+        user: "flag-user",
+        passwordFile,
+      },
+    ).auth;
+    expect(auth).toEqual({ username: "flag-user", password: "from-flag" });
   });
 
   it("reads the files and the credentials", () => {
     const passwordFile = join(certs.dir, "password");
     writeFileSync(passwordFile, "s3cret\n");
-    const got = etcdTlsFromEnv(url, {
+    const got = etcdTlsSettings(url, {
       ...envFor(certs.client),
       OVERLAY_ETCD_USER: "overlay",
       OVERLAY_ETCD_PASSWORD_FILE: passwordFile,
@@ -246,6 +282,143 @@ describe("etcds:// settings from the environment", () => {
     expect(got.tls.cert?.equals(readFileSync(certs.client.cert))).toBe(true);
     expect(got.tls.key?.equals(readFileSync(certs.client.key))).toBe(true);
     expect(got.auth).toEqual({ username: "overlay", password: "s3cret" });
-    expect(etcdTlsFromEnv(url, {})).toEqual({ tls: {} });
+    expect(etcdTlsSettings(url, {})).toEqual({ tls: {} });
+  });
+});
+
+describe("--etcd-* flags, through the built dctl and overlayd", () => {
+  beforeAll(() => {
+    for (const bin of [BIN.dctl, BIN.overlayd])
+      if (!existsSync(bin)) throw new Error(`missing ${bin}: build first (npm run build)`);
+  });
+
+  /** Runs a binary as a user does, with no OVERLAY_ETCD_* or OVERLAY_STORE but those given. */
+  function run(
+    bin: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+  ): { code: number | null; stdout: string; stderr: string } {
+    const inherited = Object.entries(process.env).filter(
+      ([k]) => !k.startsWith("OVERLAY_ETCD_") && k !== "OVERLAY_STORE",
+    );
+    const r = spawnSync(process.execPath, [bin, ...args], {
+      encoding: "utf8",
+      env: { ...Object.fromEntries(inherited), ...env },
+      timeout: 30_000,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+  const flags = (client: CertFiles | undefined): string[] => [
+    ...["--etcd-ca", certs.ca],
+    ...(client === undefined ? [] : ["--etcd-cert", client.cert, "--etcd-key", client.key]),
+  ];
+  const list = (extra: string[], env?: NodeJS.ProcessEnv) =>
+    run(BIN.dctl, ["network", "overlay", "list", "--store", etcd.url, ...extra], env);
+
+  it("the right certificate: dctl creates and lists a network", () => {
+    const created = run(BIN.dctl, [
+      ...["--store", etcd.url, ...flags(certs.client)],
+      ...["network", "overlay", "create", "red", "-s", "172.30.0.0/16"],
+    ]);
+    expect(created.stderr).toBe("");
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^NAME\s+TYPE\s+SUBNET.*\nred\s+private\s+172\.30\.0\.0\/16/);
+    // The flags after the command, as --store may be.
+    expect(list(flags(certs.client)).stdout).toBe(created.stdout);
+  });
+
+  const refused: [string, () => CertFiles | undefined, RegExp][] = [
+    ["no client certificate", () => undefined, /requires a client certificate .*none is configured \(--etcd-cert and --etcd-key/],
+    ["a certificate of another CA", () => certs.otherCaClient, /refused this client's certificate --etcd-cert=\S+other-client\.crt/],
+    ["an expired certificate", () => certs.expiredClient, /the client certificate --etcd-cert=\S+expired-client\.crt .*expired on/],
+  ]; // prettier-ignore
+  it.each(refused)(
+    "%s: dctl fails in one line naming the flag, and writes nothing",
+    (_, client, reason) => {
+      const r = run(BIN.dctl, [
+        ...["--store", etcd.url, ...flags(client())],
+        ...["network", "overlay", "create", "blue", "-s", "172.31.0.0/16"],
+      ]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(/^Error: /);
+      expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(reason);
+      expect(r.stderr).not.toMatch(/OVERLAY_ETCD_CERT=/);
+      expect(list(flags(certs.client)).stdout).not.toMatch(/^blue/m);
+    },
+    20_000,
+  );
+
+  it("a flag wins over its variable, both ways", () => {
+    const envOf = (c: CertFiles) => ({
+      OVERLAY_ETCD_CA: certs.ca,
+      OVERLAY_ETCD_CERT: c.cert,
+      OVERLAY_ETCD_KEY: c.key,
+    });
+    const rightFlags = ["--etcd-cert", certs.client.cert, "--etcd-key", certs.client.key];
+    const wrongFlags = ["--etcd-cert", certs.otherCaClient.cert, "--etcd-key", certs.otherCaClient.key];
+    const ok = list(rightFlags, envOf(certs.otherCaClient));
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^red\s+private/m);
+    expect(list([], envOf(certs.client)).code).toBe(0);
+    const bad = list(wrongFlags, envOf(certs.client));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/refused this client's certificate --etcd-cert=\S+other-client\.crt/);
+  }, 20_000);
+
+  it("flags with a store that is not etcds:// are a usage error, before anything runs", () => {
+    const pair = ["--etcd-cert", certs.client.cert, "--etcd-key", certs.client.key];
+    for (const store of ["etcd://127.0.0.1:1", "sqlite:/nonexistent/store.db"]) {
+      const r = run(BIN.dctl, ["--store", store, ...pair, "network", "overlay", "list"]);
+      expect(r).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `Error: --etcd-cert, --etcd-key are for an etcds:// store (etcd over TLS), not ${store}: give the store as etcds://HOST:PORT, or leave them out\n`,
+      });
+    }
+    // The store from the environment too; and overlayd the same way, before it starts anything.
+    const fromEnv = run(BIN.dctl, ["--etcd-ca", certs.ca, "network", "overlay", "list"], {
+      OVERLAY_STORE: "etcd://127.0.0.1:1",
+    });
+    expect(fromEnv.stderr).toMatch(
+      /^Error: --etcd-ca is for an etcds:\/\/ store .*not etcd:\/\/127\.0\.0\.1:1/,
+    );
+    const agent = run(BIN.overlayd, [
+      "--node",
+      "n1",
+      "--underlay-ip",
+      "192.0.2.1",
+      "--store",
+      "etcd://127.0.0.1:1",
+      "--etcd-ca",
+      certs.ca,
+    ]);
+    expect(agent.code).toBe(1);
+    expect(agent.stdout).toBe("");
+    expect(agent.stderr).toMatch(
+      /^error: --etcd-ca is for an etcds:\/\/ store \(etcd over TLS\), not etcd:\/\/127\.0\.0\.1:1/,
+    );
+  });
+
+  it("overlayd names the flag when the store cannot be opened; the help says why no password flag", () => {
+    const agent = run(BIN.overlayd, [
+      ...["--node", "n1", "--underlay-ip", "127.0.0.1", "--store", etcd.url],
+      ...flags(certs.expiredClient),
+    ]);
+    expect(agent.code).toBe(1);
+    expect(agent.stdout).toMatch(/cannot open the store/);
+    expect(agent.stdout).toMatch(/the client certificate --etcd-cert=\S+expired-client\.crt .*expired on/);
+    for (const bin of [BIN.dctl, BIN.overlayd]) {
+      const help = run(bin, ["--help"]).stdout.replace(/\s+/g, " ");
+      for (const flag of [
+        "--etcd-ca <file>",
+        "--etcd-cert <file>",
+        "--etcd-key <file>",
+        "--etcd-user <name>",
+      ])
+        expect(help).toContain(flag);
+      expect(help).toMatch(/--etcd-password-file <file> .*no flag takes the password, which ps would show/);
+    }
   });
 });

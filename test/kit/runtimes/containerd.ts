@@ -26,15 +26,16 @@ import {
   writeFileSync,
   createWriteStream,
 } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { REPO_ROOT } from "../cluster.js";
 
 export const CONTAINERD = "/usr/bin/containerd";
 export const CTR = "/usr/bin/ctr";
 export const PAUSE_IMAGE = "localhost/overlay-test-pause:1";
 /** containerd's CRI sets up every sandbox's `lo` with the reference `loopback` plugin, from its CNI bin folder. */
 export const LOOPBACK_PLUGIN = "/usr/lib/cni/loopback";
-const PROTO = join(dirname(fileURLToPath(import.meta.url)), "cri.proto");
+/** From the source tree, also when this file runs built (the demo, from dist/test/kit/). */
+const PROTO = join(REPO_ROOT, "test", "kit", "runtimes", "cri.proto");
 
 /** Why containerd cannot be used here, or undefined. */
 export function containerdMissing(): string | undefined {
