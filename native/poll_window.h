@@ -16,17 +16,25 @@
 // each batch catches it.
 //
 // The rule (after KVM's halt polling and the kernel's NAPI busy polling, fitted to
-// request/response traffic, whose gaps alternate between a round trip and the client's think
-// time):
+// request/response traffic):
 //   - A thread polls only after a batch that did work, never after a wake-up with nothing to do
 //     (the idle tick): a switch without traffic sleeps.
 //   - A gap is the time from the end of a batch to the next event. Gaps up to `max` are short:
 //     a window could have caught them. The thread keeps an average of its short gaps and the
 //     share of its gaps that were short, both exponentially weighted (1/8 per gap).
-//   - The window is twice the short-gap average plus 2 us, at most `max`; none while fewer than
-//     one gap in eight is short. So it fits the replies the traffic actually gets, a stream of
-//     back-to-back batches polls only for a few microseconds, and traffic whose gaps all exceed
-//     `max` (one ping a second) stops polling after a few gaps.
+//   - Gaps are kept apart by what the batch before them did (BatchKind), because the two kinds
+//     are followed by different waits. After a batch that carried a pod's frames (a client's
+//     request leaving for a peer, a server's reply) the next event is the answer, a network
+//     round trip away, or nothing for a long while. After a batch that only delivered a peer's
+//     datagrams to pods, the next event is the pod's answer (a server's compute time) or the
+//     client's think time. A client at 1,000 requests/s has gaps of one round trip after each
+//     send and of the rest of the millisecond after each delivered reply: one average of both
+//     would poll after every delivered reply and find nothing, or, with a tight bound, catch no
+//     reply at all.
+//   - The window is twice the kind's short-gap average plus 2 us, at most `max`; none while
+//     fewer than one of the kind's gaps in eight is short. So it fits the answers the traffic
+//     actually gets, a stream of back-to-back batches polls only for a few microseconds, and
+//     traffic whose gaps all exceed `max` (one ping a second) stops polling after a few gaps.
 // Cost: at most one window of spinning per batch; nothing per packet. `max` = 0 turns it off.
 //
 // One PollWindow per packet thread, used only by it; no locks, no atomics.
@@ -41,33 +49,45 @@
 
 namespace overlay {
 
+// What a batch did, which decides what its next event is and how soon (see above).
+enum class BatchKind : uint8_t {
+  kFromPod,   // it read at least one pod's frame (and sent it on)
+  kFromPeer,  // it only received from the underlay (and delivered to pods)
+};
+
 class PollWindow {
  public:
   explicit PollWindow(uint64_t max_ns) : max_ns_(max_ns) {}
 
-  // How long to poll after a batch that did work, ns; 0 = sleep at once.
-  uint64_t window_ns() const { return window_ns_; }
+  // How long to poll after a batch of `kind` that did work, ns; 0 = sleep at once.
+  uint64_t window_ns(BatchKind kind) const { return gaps_[Index(kind)].window_ns; }
 
-  // A gap of `gap_ns` ended with work to do.
-  void Observe(uint64_t gap_ns) {
+  // A gap of `gap_ns`, after a batch of `kind`, ended with work to do.
+  void Observe(BatchKind kind, uint64_t gap_ns) {
     if (max_ns_ == 0) return;
+    Gaps& g = gaps_[Index(kind)];
     if (gap_ns <= max_ns_) {
-      short_avg_ns_ = seen_short_ ? short_avg_ns_ - short_avg_ns_ / 8 + gap_ns / 8 : gap_ns;
-      seen_short_ = true;
-      share_ += (kOne - share_) / 8;
+      g.short_avg_ns = g.seen_short ? g.short_avg_ns - g.short_avg_ns / 8 + gap_ns / 8 : gap_ns;
+      g.seen_short = true;
+      g.share += (kOne - g.share) / 8;
     } else {
-      share_ -= share_ / 8;
+      g.share -= g.share / 8;
     }
-    window_ns_ = share_ >= kOne / 8 ? std::min(max_ns_, 2 * short_avg_ns_ + 2000) : 0;
+    g.window_ns = g.share >= kOne / 8 ? std::min(max_ns_, 2 * g.short_avg_ns + 2000) : 0;
   }
 
  private:
-  static constexpr uint32_t kOne = 1 << 16;  // share_ is a fraction of kOne
+  static constexpr uint32_t kOne = 1 << 16;  // share is a fraction of kOne
+  struct Gaps {
+    uint64_t window_ns = 0;
+    uint64_t short_avg_ns = 0;
+    uint32_t share = 0;
+    bool seen_short = false;
+  };
+  static constexpr int Index(BatchKind kind) { return kind == BatchKind::kFromPod ? 0 : 1; }
+
   const uint64_t max_ns_;
-  uint64_t window_ns_ = 0;
-  uint64_t short_avg_ns_ = 0;
-  uint32_t share_ = 0;
-  bool seen_short_ = false;
+  Gaps gaps_[2];
 };
 
 // The kernel's epoll busy-poll parameters (EPIOCSPARAMS, Linux 6.9; <linux/eventpoll.h>, which

@@ -101,11 +101,12 @@ void Worker::Run() {
   epoll_event events[64];
   const bool polling = sw_.poll_us() > 0;
   uint64_t idle_since = 0;  // when the last batch that did work ended; 0: none since a sleep
+  BatchKind last = BatchKind::kFromPeer;  // what that batch did
   while (running_.load(std::memory_order_relaxed)) {
     sw_.Leave(index_);
     // Polls (offline, so control calls never wait for it) for the window after work, then sleeps.
     int n = 0;
-    uint64_t window = idle_since ? poll_.window_ns() : 0;
+    uint64_t window = idle_since ? poll_.window_ns(last) : 0;
     if (window > 0) {
       uint64_t until = idle_since + window;
       // Each empty look yields the CPU: a thread that polls must never keep the one that would
@@ -117,9 +118,10 @@ void Worker::Run() {
       n = epoll_wait(epfd_, events, 64, TimeoutMs(NowNs()));
       if (n > 0) Bump(c_.woken_batches);
     }
-    if (n > 0 && idle_since) poll_.Observe(NowNs() - idle_since);
+    if (n > 0 && idle_since) poll_.Observe(last, NowNs() - idle_since);
     const Tables* t = sw_.Enter(index_);
     if (nthrottled_) Unthrottle(*t, NowNs());
+    BatchKind kind = BatchKind::kFromPeer;
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kWakeTag) {
@@ -132,11 +134,13 @@ void Worker::Run() {
         uint32_t slot = static_cast<uint32_t>(tag & 0xffffffff);
         uint32_t gen = static_cast<uint32_t>(tag >> 32);
         if (slot < kMaxPorts) FromPort(slot, gen);
+        kind = BatchKind::kFromPod;
       }
     }
     encap_.Flush();
     coalesce_.Flush();
     idle_since = polling && n > 0 ? NowNs() : 0;
+    last = kind;
   }
   sw_.Leave(index_);
 }
