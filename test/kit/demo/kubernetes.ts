@@ -20,6 +20,7 @@ import {
   dctl,
   dctlOk,
   expectThat,
+  isolateJoinIsolate,
   out,
   shellQuote,
   showAgents,
@@ -124,22 +125,7 @@ export async function kubernetesScenario(register: (stage: Stage) => void): Prom
   comment("kubectl get pods -o wide: the pods' endpoints on the overlay, with their node and VNI");
   await dctlOk(c, ["network", "overlay", "endpoints", "red"]);
 
-  comment("coffee and tea are isolated from each other (different VNIs)");
-  await podPing(k, nginx1, nginx2, "blocked");
-  comment("join the namespaces: one VNI for both, applied to the running pods");
-  await dctlOk(
-    c,
-    ["network", "overlay", "update", "red", "--join-namespaces", "coffee,tea"],
-    "Successfully joined the network namespaces [[coffee tea]]",
-  );
-  await podPing(k, nginx1, nginx2, "reach");
-  comment("isolate tea again");
-  await dctlOk(
-    c,
-    ["network", "overlay", "update", "red", "--isolate-namespaces", "tea"],
-    "Successfully updated network",
-  );
-  await podPing(k, nginx1, nginx2, "blocked");
+  await isolateJoinIsolate(c, (want) => podPing(k, nginx1, nginx2, want));
 
   comment("kubectl delete namespace tea: the overlay keeps tea while its pod's endpoint is there");
   command("kubectl delete namespace tea");

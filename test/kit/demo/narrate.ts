@@ -116,3 +116,31 @@ export async function showPing(
       : `${from.name} reached ${to.name} while isolated`,
   );
 }
+
+/**
+ * The heart of the seed's scenario, the same whichever way the pods were made: coffee and tea
+ * isolated, joined onto one VNI, then tea isolated again; `ping(want)` pings from coffee's pod to
+ * tea's (waiting until the change has reached the agents) and checks the outcome.
+ */
+export async function isolateJoinIsolate(
+  c: LocalCluster,
+  ping: (want: "reach" | "blocked") => Promise<void>,
+): Promise<void> {
+  comment("coffee and tea are isolated from each other (different VNIs)");
+  await ping("blocked");
+  comment("join the namespaces: one VNI for both, applied to the running pods");
+  await dctlOk(
+    c,
+    ["network", "overlay", "update", "red", "--join-namespaces", "coffee,tea"],
+    "Successfully joined the network namespaces [[coffee tea]]",
+  );
+  await ping("reach");
+  await dctlOk(c, ["network", "overlay", "endpoints", "red"]);
+  comment("isolate tea again");
+  await dctlOk(
+    c,
+    ["network", "overlay", "update", "red", "--isolate-namespaces", "tea"],
+    "Successfully updated network",
+  );
+  await ping("blocked");
+}

@@ -13,6 +13,7 @@ import {
   dctl,
   dctlOk,
   expectThat,
+  isolateJoinIsolate,
   out,
   shellQuote,
   showAgents,
@@ -118,25 +119,7 @@ export async function plainScenario(register: (stage: Stage) => void): Promise<v
   comment("kubectl get pods -o wide: the pods' endpoints on the overlay, with their VNI");
   await dctlOk(c, ["network", "overlay", "endpoints", "red"]);
 
-  comment("coffee and tea are isolated from each other (different VNIs)");
-  await podPing(c, nginx1, nginx2, "blocked");
-
-  comment("join the namespaces: one VNI for both, applied to the running pods");
-  await dctlOk(
-    c,
-    ["network", "overlay", "update", "red", "--join-namespaces", "coffee,tea"],
-    "Successfully joined the network namespaces [[coffee tea]]",
-  );
-  await podPing(c, nginx1, nginx2, "reach");
-  await dctlOk(c, ["network", "overlay", "endpoints", "red"]);
-
-  comment("isolate tea again");
-  await dctlOk(
-    c,
-    ["network", "overlay", "update", "red", "--isolate-namespaces", "tea"],
-    "Successfully updated network",
-  );
-  await podPing(c, nginx1, nginx2, "blocked");
+  await isolateJoinIsolate(c, (want) => podPing(c, nginx1, nginx2, want));
 
   comment("a network that pods still use cannot be deleted");
   const refused = await dctl(c, ["network", "overlay", "delete", "red"]);
