@@ -830,7 +830,41 @@ function progressNote(d) {
   if (typeof d.dataPlaneCpuPct === "number") parts.push(`data-plane threads ${d.dataPlaneCpuPct}% of a core`);
   const drops = /** @type {Record<string, number> | undefined} */ (d.drops);
   if (drops && Object.keys(drops).length > 0) parts.push(`drops ${JSON.stringify(drops)}`);
+  if (typeof d.stealPct === "number" && d.stealPct >= STEAL_NOTE_PCT) parts.push(`host steal ${d.stealPct}%`);
   return parts.length > 0 ? `  (${parts.join("; ")})` : "";
+}
+
+/**
+ * A sample during which the hypervisor ran something else on this VM's vCPUs for at least this
+ * share of their time is marked: every path slows then, the polling switch most (a thread that
+ * is descheduled mid-window holds up the exchange it polls for).
+ */
+const STEAL_NOTE_PCT = 5;
+
+/** This machine's CPU time so far, in ticks: all of it, and what the hypervisor stole (/proc/stat). */
+function hostCpuTicks() {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+}
+
+/**
+ * One line: how many samples the hypervisor disturbed (STEAL_NOTE_PCT), and the worst.
+ * @param {{ path: string, test: string, rep: number, detail: Record<string, unknown> }[]} samples
+ */
+function stealSummary(samples) {
+  const marked = samples.filter((x) => Number(x.detail.stealPct) >= STEAL_NOTE_PCT);
+  if (marked.length === 0) return `host steal: under ${STEAL_NOTE_PCT}% in every sample`;
+  const worst = marked.reduce((a, b) => (Number(b.detail.stealPct) > Number(a.detail.stealPct) ? b : a));
+  return (
+    `host steal: ${marked.length} of ${samples.length} samples at ${STEAL_NOTE_PCT}% or more (worst ` +
+    `${String(worst.detail.stealPct)}%: ${worst.test} ${worst.path} rep ${worst.rep}); read those rows loosely`
+  );
+}
+
+/** @param {{ total: number, steal: number }} a @param {{ total: number, steal: number }} b */
+function stealPct(a, b) {
+  const total = b.total - a.total;
+  return total > 0 ? Math.round(((b.steal - a.steal) / total) * 1000) / 10 : 0;
 }
 
 /** @param {number[]} xs */
@@ -1055,8 +1089,10 @@ async function main() {
     for (let rep = 1; rep <= o.reps; rep++) {
       for (const test of o.tests) {
         for (const t of targets) {
+          const cpu0 = hostCpuTicks();
           const m = await measure(world, t, test, o);
           if (!m) continue;
+          m.detail.stealPct = stealPct(cpu0, hostCpuTicks());
           samples.push({ path: t.path, test, rep, value: m.value, detail: m.detail });
           console.error(
             `  rep ${rep}/${o.reps} ${test.padEnd(5)} ${t.path.padEnd(6)} ${fmt(m.value, TESTS[test].unit)} ${TESTS[test].unit}${progressNote(m.detail)}`,
@@ -1077,6 +1113,7 @@ async function main() {
     `medians of ${o.reps} x ${o.duration} s; ${o.paths.map((p) => `${p} = ${PATH_LABELS[p]}`).join("; ")}`,
   );
   console.log(`open vswitch userspace datapath: ${ovs}`);
+  console.log(stealSummary(samples));
   console.log("");
   console.log(md);
 

@@ -95,6 +95,10 @@ describe.skipIf(skipReason() !== undefined)("bench smoke", () => {
       const quiet = row(out.stdout, "data-plane threads, no traffic");
       expect(Number(quiet?.[1])).toBeGreaterThanOrEqual(0);
       expect(out.stdout).toContain("open vswitch");
+      // How much of the run the hypervisor took, so that disturbed samples can be read as such.
+      expect(out.stdout).toMatch(
+        /^host steal: (under 5% in every sample|\d+ of \d+ samples at 5% or more \(worst [\d.]+%: .+\); read those rows loosely)$/m,
+      );
     },
   );
 
