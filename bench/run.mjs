@@ -24,6 +24,9 @@
  *                           [--no-save]
  * Needs root, iperf3, ping, sockperf, cc, and the compiled TypeScript (npx tsc -p
  * tsconfig.build.json); the OVS path needs Debian's openvswitch-switch (.ci/install-deps).
+ * Past 400 lines on purpose: one run builds every path in one world and measures them side by
+ * side, and the paths, the tests and the summary share that world and its samples; each path's
+ * setup and each test's measurement is a function of its own.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";

@@ -22,6 +22,9 @@
  * usage (from bench/scale.mjs): fork with --store URL --nodes N --pods P --namespaces K
  *   --network NAME --subnet CIDR; then messages { cmd: "load" }, { cmd: "churn", rate, seconds },
  *   { cmd: "stop" }; answers { type: "loaded" | "churned" | "error", ... }.
+ *
+ * Past 400 lines on purpose: the loader and the churn share one model of the simulated cluster's
+ * records (which addresses are free, and since when), which is what keeps the churn honest.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { clearInterval, setInterval } from "node:timers";

@@ -44,6 +44,9 @@
  * uncommitted, or $OVERLAY_BENCH_COMMIT (for a run from a `git archive` export). With
  * $OVERLAY_SCALE_PROFILE_DIR set, the agent host and every dctl run write CPU profiles there
  * (open them in Chrome's DevTools): where an event's or a listing's time goes.
+ * Past 400 lines on purpose: every scale point runs the same sequence (load, start-up, churn,
+ * departed-node GC, dctl timings) against one etcd and one agent host, and the report reads all
+ * points together; each step is a function of its own.
  */
 import { execFile, execFileSync, fork, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";

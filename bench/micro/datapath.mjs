@@ -36,6 +36,9 @@
  *   --rounds N  rounds (default 3)   --time S  seconds per variant per round (default 1)
  *   --quick     1 round of ~0.1 s per variant (smoke test)
  *   --json      the results as JSON on stdout; progress and the table go to stderr
+ *
+ * Past 400 lines on purpose: each microbenchmark pairs the switch's code with its simple version
+ * under the same rounds, timer and table, which is one harness read top to bottom.
  */
 import Benchmark from "benchmark";
 import { execFileSync } from "node:child_process";

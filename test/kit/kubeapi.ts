@@ -16,6 +16,9 @@
  *   would, `delay(resource, ms)` holds answers back, `dropWatches()` cuts every open watch;
  * - every request is logged as (verb, resource), so a test can hold the ClusterRole to what the
  *   code asked (`requests`).
+ *
+ * Past 400 lines on purpose: the server's objects, its watch streams and the faults a test injects
+ * (410, 403, dropped connections, delays) all act on one resourceVersion history.
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";

@@ -4,6 +4,7 @@
 export * from "./exec.js";
 export * from "./world.js";
 export * from "./measure.js";
+export * from "./latency.js";
 export * from "./topology.js";
 export * from "./switched.js";
 export * from "./capture.js";
