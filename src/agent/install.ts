@@ -63,7 +63,16 @@ export interface InstallOptions {
   socket: string;
   /** Where pods go whose runtime names no namespace (the plugin's `namespace` key); omitted: default. */
   namespace?: string;
+  /**
+   * The reference `loopback` plugin, copied into binDir when binDir has none: containerd's CRI
+   * runs it for every sandbox and fails every pod without it. Never replaces one that is there
+   * (it is the cluster's), and uninstall leaves it (other networks may need it).
+   */
+  loopbackSource?: string;
 }
+
+/** containerd's CRI sets up every sandbox's `lo` with this reference plugin from the CNI bin folder. */
+export const LOOPBACK_PLUGIN = "loopback";
 
 /** The network configuration list the runtime reads. */
 export function conflist(o: Pick<InstallOptions, "name" | "cniVersion" | "socket" | "namespace">): object {
@@ -110,8 +119,15 @@ export function writeAtomically(dest: string, data: Buffer | string, mode: numbe
   }
 }
 
-/** Puts the binary and the conflist in place; returns the two paths. */
-export function installCni(o: InstallOptions): { binary: string; conflist: string } {
+/** What install-cni did about the loopback plugin; a message for the operator when it is missing. */
+export type LoopbackOutcome = "present" | "installed" | "missing";
+
+/** Puts the binary and the conflist (and, when asked and missing, loopback) in place. */
+export function installCni(o: InstallOptions): {
+  binary: string;
+  conflist: string;
+  loopback: LoopbackOutcome;
+} {
   let size: number;
   try {
     size = statSync(o.source).size;
@@ -126,8 +142,24 @@ export function installCni(o: InstallOptions): { binary: string; conflist: strin
   const binary = join(o.binDir, PLUGIN_TYPE);
   const conf = join(o.confDir, o.conflist);
   writeAtomically(binary, readFileSync(o.source), 0o755);
+  const loopback = ensureLoopback(o.binDir, o.loopbackSource);
+  // The conflist last: a runtime that sees the network finds its plugins already there.
   writeAtomically(conf, `${JSON.stringify(conflist(o), null, 2)}\n`, 0o644);
-  return { binary, conflist: conf };
+  return { binary, conflist: conf, loopback };
+}
+
+function ensureLoopback(binDir: string, source: string | undefined): LoopbackOutcome {
+  if (existsSync(join(binDir, LOOPBACK_PLUGIN))) return "present";
+  if (source === undefined) return "missing";
+  let data: Buffer;
+  try {
+    data = readFileSync(source);
+  } catch {
+    throw new Error(`the loopback plugin ${source} cannot be read (name it with --loopback-source)`);
+  }
+  if (data.length === 0) throw new Error(`the loopback plugin ${source} is empty`);
+  writeAtomically(join(binDir, LOOPBACK_PLUGIN), data, 0o755);
+  return "installed";
 }
 
 /** Removes the binary and the conflist (those that are there); returns what it removed. */
@@ -220,10 +252,23 @@ export async function runInstallCommand(
       "the namespace of pods whose runtime names none (default: default)",
       namespaceName,
     )
-    .action((o: Omit<InstallOptions, "source"> & { source: string }) => {
+    .option(
+      "--loopback-source <path>",
+      "the reference loopback plugin, copied into the bin folder when it has none (containerd's CRI needs it)",
+      absolute,
+      env.OVERLAY_LOOPBACK_SOURCE,
+    )
+    .action((o: InstallOptions) => {
       try {
         const done = installCni(o);
         out(`installed ${done.binary} and ${done.conflist} (cniVersion ${o.cniVersion})`);
+        const loopback = join(o.binDir, LOOPBACK_PLUGIN);
+        if (done.loopback === "installed") out(`installed ${loopback} from ${o.loopbackSource ?? ""}`);
+        if (done.loopback === "missing")
+          out(
+            `warning: ${o.binDir} has no ${LOOPBACK_PLUGIN} plugin, which containerd's CRI runs for every pod: ` +
+              `install kubernetes-cni or containernetworking-plugins on the node, or pass --loopback-source`,
+          );
       } catch (err) {
         fail(err);
       }

@@ -152,6 +152,59 @@ describe("overlayd install-cni", () => {
   });
 });
 
+describe("overlayd install-cni and the loopback plugin containerd's CRI needs", () => {
+  const loopback = (): string => join(binDir, "loopback");
+
+  it("warns when the bin folder has none and no --loopback-source names one", async () => {
+    const r = await cli("install-cni", "--source", source, "--bin-dir", binDir, "--conf-dir", confDir);
+    expect(r.code).toBe(0);
+    expect(r.out[1]).toMatch(
+      /^warning: .* has no loopback plugin, which containerd's CRI runs for every pod/,
+    );
+    expect(statSync(loopback(), { throwIfNoEntry: false })).toBeUndefined();
+  });
+
+  it("copies --loopback-source in (0755) when the folder has none, before the conflist appears", async () => {
+    const lo = join(dir, "loopback.ref");
+    writeFileSync(lo, "#!/bin/sh\necho loopback\n");
+    const r = await cli(
+      "install-cni",
+      "--source",
+      source,
+      "--bin-dir",
+      binDir,
+      "--conf-dir",
+      confDir,
+      "--loopback-source",
+      lo,
+    );
+    expect(r.code).toBe(0);
+    expect(r.out[1]).toBe(`installed ${loopback()} from ${lo}`);
+    expect(readFileSync(loopback(), "utf8")).toContain("echo loopback");
+    expect(statSync(loopback()).mode & 0o777).toBe(0o755);
+    expect(statSync(join(confDir, "10-overlay.conflist")).isFile()).toBe(true);
+  });
+
+  it("never replaces the cluster's own loopback, and uninstall leaves it", async () => {
+    writeFileSync(loopback(), "the cluster's");
+    const lo = join(dir, "loopback.ref");
+    writeFileSync(lo, "ours");
+    const args = ["--source", source, "--bin-dir", binDir, "--conf-dir", confDir];
+    const r = await cli("install-cni", ...args, "--loopback-source", lo);
+    expect(r).toEqual({ code: 0, out: [expect.stringMatching(/^installed /)] });
+    expect(readFileSync(loopback(), "utf8")).toBe("the cluster's");
+    expect((await cli("uninstall-cni", "--bin-dir", binDir, "--conf-dir", confDir)).code).toBe(0);
+    expect(readFileSync(loopback(), "utf8")).toBe("the cluster's");
+  });
+
+  it("refuses an unreadable --loopback-source and writes no conflist", async () => {
+    const args = ["--source", source, "--bin-dir", binDir, "--conf-dir", confDir];
+    const r = await cli("install-cni", ...args, "--loopback-source", join(dir, "nowhere"));
+    expect(r.code).toBe(1);
+    expect(statSync(join(confDir, "10-overlay.conflist"), { throwIfNoEntry: false })).toBeUndefined();
+  });
+});
+
 describe("overlayd uninstall-cni", () => {
   it("removes both files, and again is a no-op", async () => {
     await cli("install-cni", "--source", source, "--bin-dir", binDir, "--conf-dir", confDir);
