@@ -167,17 +167,8 @@ describe("overlayd install-cni and the loopback plugin containerd's CRI needs", 
   it("copies --loopback-source in (0755) when the folder has none, before the conflist appears", async () => {
     const lo = join(dir, "loopback.ref");
     writeFileSync(lo, "#!/bin/sh\necho loopback\n");
-    const r = await cli(
-      "install-cni",
-      "--source",
-      source,
-      "--bin-dir",
-      binDir,
-      "--conf-dir",
-      confDir,
-      "--loopback-source",
-      lo,
-    );
+    const args = ["--source", source, "--bin-dir", binDir, "--conf-dir", confDir];
+    const r = await cli("install-cni", ...args, "--loopback-source", lo);
     expect(r.code).toBe(0);
     expect(r.out[1]).toBe(`installed ${loopback()} from ${lo}`);
     expect(readFileSync(loopback(), "utf8")).toContain("echo loopback");
