@@ -266,7 +266,11 @@ describe("the agent never goes deaf in silence, and a storm of changes ends in t
     await base.txn([], [{ type: "delete", key: "/overlay/v1/node/node3" }]);
     const want = await storePicture();
     await expect.poll(() => new Map(sw.remotes), { timeout: 10_000 }).toEqual(want);
-    // Per change, not per table: most of the work went through updateRemotes.
+    // Per change, not per table: once settled, a change goes through updateRemotes. (Within the
+    // storm, a slow machine may let the re-list absorb every change, so it is asked of one more.)
+    sw.calls.length = 0;
+    const last = await pod("z1", "coffee");
+    await expect.poll(() => sw.remotes.has(last.mac)).toBe(true);
     const updates = sw.calls.filter((c) => c.startsWith("updateRemotes")).length;
     expect(updates).toBeGreaterThan(0);
   });
